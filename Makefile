@@ -1,0 +1,53 @@
+# wsgate — see README.md.
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: all build run test test-race vet bench bench-compare fuzz clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wsgate ./cmd/wsgate
+	$(GO) build -trimpath -o $(BIN)/wsgate-demo ./cmd/wsgate-demo
+
+# wsgate on 127.0.0.1:8080 in front of two demo backends (3001, 3002); Ctrl-C stops all three.
+run: build
+	@set -e; \
+	trap 'kill $$a $$b $$g 2>/dev/null; wait 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/wsgate-demo -l 127.0.0.1:3001 -name node-a & a=$$!; \
+	$(BIN)/wsgate-demo -l 127.0.0.1:3002 -name node-b & b=$$!; \
+	$(BIN)/wsgate -l 127.0.0.1:8080 --admin 127.0.0.1:9090 -b 127.0.0.1:3001 -b 127.0.0.1:3002 & g=$$!; \
+	sleep 1; \
+	echo; \
+	echo "wsgate is on http://127.0.0.1:8080 in front of node-a (:3001) and node-b (:3002). Try:"; \
+	echo "  curl -i http://127.0.0.1:8080/echo                 # X-Forwarded-For, X-Backend: node-a or node-b"; \
+	echo "  curl -i -d 'hello' http://127.0.0.1:8080/echo      # a POST body, forwarded"; \
+	echo "  open http://127.0.0.1:8080/ in a browser           # a WebSocket page that echoes through wsgate"; \
+	echo "  curl -i -N -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \\"; \
+	echo "       -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' http://127.0.0.1:8080/ws   # raw 101 + first frame"; \
+	echo "  websocat ws://127.0.0.1:8080/ws   (or: npx wscat -c ws://127.0.0.1:8080/ws)"; \
+	echo "  curl -s http://127.0.0.1:9090/metrics | grep ^wsgate_"; \
+	echo "Ctrl-C to stop."; \
+	wait $$g
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+# Everything CI runs (.ci/run calls this).
+test: vet
+	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -race -short -timeout 20m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./http1 ./balancer ./tunnel
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 60s ./http1
+	$(GO) test -run '^$$' -fuzz FuzzParseResponse -fuzztime 60s ./http1
+	$(GO) test -run '^$$' -fuzz FuzzChunkScanner -fuzztime 60s ./http1
+
+clean:
+	rm -rf $(BIN)

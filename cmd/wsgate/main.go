@@ -1,0 +1,161 @@
+// Command wsgate is a load balancer for HTTP/1.1 and WebSocket fleets.
+//
+//	wsgate -l 127.0.0.1:8080 -b 127.0.0.1:3001 -b 127.0.0.1:3002
+//
+// See the README for every flag; `wsgate --help` lists them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/spf13/pflag"
+
+	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/loop"
+	"github.com/wsgate/wsgate/tunnel"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, fs, err := parseFlags(args)
+	if errors.Is(err, pflag.ErrHelp) {
+		fmt.Fprintf(stdout, "Usage: wsgate [flags]\n\n%s", fs.FlagUsages())
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "wsgate: %v\n", err)
+		return 2
+	}
+	if o.version {
+		fmt.Fprintf(stdout, "wsgate %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	}
+	bcfg, err := o.balancerConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "wsgate: %v\n", err)
+		return 2
+	}
+	trusted, err := o.trusted()
+	if err != nil {
+		fmt.Fprintf(stderr, "wsgate: %v\n", err)
+		return 2
+	}
+	logger := log.New(stderr, "wsgate: ", log.LstdFlags|log.Lmicroseconds)
+
+	bal, err := balancer.New(bcfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "wsgate: %v\n", err)
+		return 2
+	}
+	engine, err := tunnel.New(tunnel.Config{IdleTimeout: o.tunnelIdleTO})
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	srv, err := loop.New(loop.Config{
+		Listen:           o.listen,
+		Balancer:         bal,
+		Tunnels:          engine,
+		HeaderTimeout:    o.headerTO,
+		KeepAliveTimeout: o.keepaliveTO,
+		ConnectTimeout:   o.connectTO,
+		ResponseTimeout:  o.responseTO,
+		MaxHeaderBytes:   int(o.maxHeaderBytes),
+		MaxBodyBytes:     int64(o.maxBodyBytes),
+		TrustedProxies:   trusted,
+		Logf:             logger.Printf,
+	})
+	if err != nil {
+		logger.Print(err)
+		engine.Close()
+		return 1
+	}
+	registerGauges(srv, engine, bal)
+
+	var admin *http.Server
+	if o.admin != "off" && o.admin != "" {
+		ln, err := net.Listen("tcp", o.admin)
+		if err != nil {
+			logger.Printf("admin listener: %v (use --admin ADDR, or --admin off)", err)
+			engine.Close()
+			return 1
+		}
+		admin = &http.Server{Handler: adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go admin.Serve(ln)
+		logger.Printf("admin on http://%s/metrics", ln.Addr())
+	}
+	if err := srv.Serve(); err != nil {
+		logger.Print(err)
+		return 1
+	}
+	for _, a := range srv.Addrs() {
+		logger.Printf("listening on %s", a)
+	}
+	for _, p := range bal.Pools() {
+		for _, b := range p.Backends() {
+			logger.Printf("pool %s: backend %s weight %d", p.Name(), b.Addr(), b.Weight())
+		}
+	}
+
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sig
+	logger.Printf("%v: draining for up to %v (a second signal exits at once)", s, o.drainTO)
+	go func() {
+		<-sig
+		logger.Print("second signal: exiting now")
+		os.Exit(1)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), o.drainTO)
+	defer cancel()
+	if admin != nil {
+		admin.Close()
+	}
+	srv.Shutdown(ctx)
+	for engine.Len() > 0 && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	engine.Close()
+	logger.Print("stopped")
+	return 0
+}
+
+func adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		metrics.WritePrometheus(w, true)
+	})
+	return mux
+}
+
+// registerGauges exposes values computed when scraped.
+func registerGauges(srv *loop.Server, engine *tunnel.Engine, bal *balancer.Balancer) {
+	metrics.NewGauge(`wsgate_connections_open`, func() float64 { return float64(srv.OpenConns()) })
+	metrics.NewGauge(`wsgate_requests_inflight`, func() float64 { return float64(srv.InFlight()) })
+	metrics.NewGauge(`wsgate_tunnels_open`, func() float64 { return float64(engine.Len()) })
+	for _, p := range bal.Pools() {
+		for _, b := range p.Backends() {
+			metrics.NewGauge(fmt.Sprintf(`wsgate_backend_active{pool=%q,backend=%q}`, p.Name(), b.Addr()),
+				func() float64 { return float64(b.Active()) })
+		}
+	}
+}

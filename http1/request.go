@@ -1,0 +1,445 @@
+package http1
+
+// Request is a parsed request head. All Spans point into the buffer given to
+// Parse; the Request is only meaningful together with that buffer.
+// A Request is plain data (about 2 KiB): reuse one per connection.
+type Request struct {
+	Method, Target Span
+	Minor          int // HTTP/1.<Minor>, 0 or 1
+	Headers        [MaxHeaders]Header
+	N              int  // headers used
+	HeadLen        int  // bytes of the head including the final empty line (and any leading empty lines skipped)
+	Host           Span // Host header value; for an HTTP/1.0 absolute-form target without Host, the target's authority
+	ContentLength  int64
+	Chunked        bool // Transfer-Encoding: chunked (the only accepted coding)
+	Close          bool // "Connection: close", or HTTP/1.0 without "Connection: keep-alive"
+	Expect100      bool // HTTP/1.1 "Expect: 100-continue"
+	Upgrade        bool // an Upgrade header was present (any protocol)
+	WebSocket      bool // a complete, valid RFC 6455 client handshake
+	WSKey          Span // Sec-WebSocket-Key value when WebSocket
+
+	kinds   [MaxHeaders]uint8 // kindOf each header name
+	f       fields
+	absForm bool
+	auth    Span // authority of an absolute-form target
+	hostSet bool
+}
+
+// Parse parses a request head at the start of buf. It returns ErrNeedMore
+// when buf holds no complete head yet, but a limit error (431, 414) as soon
+// as a limit is provably exceeded and a syntax error as soon as a complete
+// prefix of buf is invalid, so garbage is refused without waiting. The result
+// for a prefix of buf is always ErrNeedMore or the result for buf.
+// On success r describes buf[:r.HeadLen]. Parse resets r first. No allocation.
+// Up to 4 empty lines (CRLF) before the request line are skipped (RFC 9112 2.2).
+func (r *Request) Parse(buf []byte, lim *Limits) error {
+	if c := r.parse(buf, lim); c != eNone {
+		return c.req()
+	}
+	return nil
+}
+
+func (r *Request) reset() {
+	r.Method, r.Target, r.Minor, r.N, r.HeadLen = Span{}, Span{}, 0, 0, 0
+	r.Host, r.ContentLength = Span{}, -1
+	r.Chunked, r.Close, r.Expect100, r.Upgrade, r.WebSocket = false, false, false, false, false
+	r.WSKey = Span{}
+	r.f = fields{}
+	r.absForm, r.auth, r.hostSet = false, Span{}, false
+}
+
+// maxLeadingCRLF is how many empty lines before a request line are skipped.
+const maxLeadingCRLF = 4
+
+func (r *Request) parse(buf []byte, lim *Limits) ecode {
+	r.reset()
+	maxHead, maxLine, maxHdrs := lim.norm()
+	end, full := len(buf), false
+	if end >= maxHead {
+		end, full = maxHead, true
+	}
+	short := eNeedMore
+	if full {
+		short = eHeaderTooLarge
+	}
+
+	i := 0
+	for k := 0; k < maxLeadingCRLF && i < end && buf[i] == '\r'; k++ {
+		if i+1 == end {
+			return short
+		}
+		if buf[i+1] != '\n' {
+			return eBadLineEnd
+		}
+		i += 2
+	}
+
+	// Request line, scanned no further than maxLine+1 bytes so that an
+	// overlong line is 414 whatever follows.
+	lend, lfull := i+maxLine+1, true
+	if lend > end {
+		lend, lfull = end, false
+	}
+	i, c := r.requestLine(buf, i, lend)
+	switch c {
+	case eNone:
+	case eNeedMore:
+		if lfull {
+			return eLineTooLong
+		}
+		return short
+	default:
+		return c
+	}
+	if i == end {
+		return short
+	}
+	if buf[i] != '\n' {
+		return eBadLineEnd
+	}
+	i++
+	if c := r.target(buf); c != eNone {
+		return c
+	}
+
+	// Header section.
+	var wsKeys, wsVers int
+	var wsVer Span
+	expectBad := false
+	for {
+		if i >= end {
+			return short
+		}
+		switch buf[i] {
+		case '\r':
+			if i+1 == end {
+				return short
+			}
+			if buf[i+1] != '\n' {
+				return eBadLineEnd
+			}
+			r.HeadLen = i + 2
+			return r.finish(buf, wsKeys, wsVers, wsVer, expectBad)
+		case '\n':
+			return eBadLineEnd
+		case ' ', '\t':
+			return eObsFold
+		}
+		if r.N == maxHdrs {
+			return eTooManyHeaders
+		}
+		h, next, c := scanField(buf, i, end)
+		if c != eNone {
+			if c == eNeedMore {
+				return short
+			}
+			return c
+		}
+		i = next
+		k := kindOf(h.Name.Of(buf))
+		r.Headers[r.N], r.kinds[r.N] = h, k
+		r.N++
+		switch k {
+		case kOther:
+		case kHost:
+			if r.hostSet {
+				return eDuplicateHost
+			}
+			if !validHost(h.Value.Of(buf)) {
+				return eBadHost
+			}
+			r.hostSet, r.Host = true, h.Value
+		case kExpect:
+			if !equalFold(h.Value.Of(buf), "100-continue") {
+				expectBad = true
+			} else if r.Minor == 1 {
+				r.Expect100 = true
+			}
+		case kUpgrade:
+			r.Upgrade = true
+			if !validProtocolList(h.Value.Of(buf)) {
+				return eBadHeaderValue
+			}
+		case kSecWebSocketKey:
+			wsKeys++
+			r.WSKey = h.Value
+		case kSecWebSocketVersion:
+			wsVers++
+			wsVer = h.Value
+		default:
+			if c := r.f.field(buf, k, h.Value); c != eNone {
+				return c
+			}
+		}
+	}
+}
+
+// requestLine parses METHOD SP TARGET SP HTTP/d.d CR, looking no further than
+// end, and returns the index of the LF that must follow.
+func (r *Request) requestLine(buf []byte, i, end int) (int, ecode) {
+	start := i
+	for i < end && isToken(buf[i]) {
+		i++
+	}
+	if i == end {
+		return 0, eNeedMore
+	}
+	if buf[i] != ' ' || i == start {
+		if buf[i] == '\n' {
+			return 0, eBadLineEnd
+		}
+		return 0, eBadMethod
+	}
+	r.Method = span(start, i)
+	i++
+	start = i
+	for i < end {
+		c := buf[i]
+		if class[c]&cTarget != 0 {
+			i++
+			continue
+		}
+		if c != '%' {
+			break
+		}
+		// pct-encoded = "%" HEXDIG HEXDIG
+		for k := 1; k <= 2; k++ {
+			if i+k == end {
+				return 0, eNeedMore
+			}
+			if !isHex(buf[i+k]) {
+				return 0, eBadTarget
+			}
+		}
+		i += 3
+	}
+	if i == end {
+		return 0, eNeedMore
+	}
+	switch {
+	case buf[i] == '\n':
+		return 0, eBadLineEnd
+	case buf[i] == '\r' && i == start:
+		return 0, eBadRequestLine
+	case buf[i] == '\r':
+		return 0, eBadRequestLine // HTTP/0.9 style line without version
+	case buf[i] != ' ':
+		return 0, eBadTarget
+	case i == start:
+		return 0, eBadRequestLine // two spaces
+	}
+	r.Target = span(start, i)
+	i++
+	// HTTP-version = "HTTP/" DIGIT "." DIGIT, then CR.
+	const pat = "HTTP/0.0"
+	for k := 0; k < len(pat); k++ {
+		if i+k == end {
+			return 0, eNeedMore
+		}
+		c := buf[i+k]
+		if pat[k] == '0' {
+			if c < '0' || c > '9' {
+				return 0, eBadVersion
+			}
+		} else if c != pat[k] {
+			return 0, eBadVersion
+		}
+	}
+	major, minor := buf[i+5]-'0', buf[i+7]-'0'
+	i += len(pat)
+	if i == end {
+		return 0, eNeedMore
+	}
+	switch buf[i] {
+	case '\r':
+	case '\n':
+		return 0, eBadLineEnd
+	default:
+		return 0, eBadVersion
+	}
+	if major != 1 || minor > 1 {
+		return 0, eVersion
+	}
+	r.Minor = int(minor)
+	return i + 1, eNone
+}
+
+// target checks the form of the request-target against the method
+// (RFC 9112 3.2).
+func (r *Request) target(buf []byte) ecode {
+	t := r.Target.Of(buf)
+	connect := string(r.Method.Of(buf)) == "CONNECT"
+	switch {
+	case t[0] == '/':
+		if connect {
+			return eBadTarget
+		}
+		return eNone
+	case t[0] == '*':
+		if len(t) != 1 || string(r.Method.Of(buf)) != "OPTIONS" {
+			return eBadTarget
+		}
+		return eNone
+	case connect:
+		// authority-form: host ":" port, port required.
+		c := lastColon(t)
+		if c <= 0 || c == len(t)-1 || !validHost(t) {
+			return eBadTarget
+		}
+		return eConnect
+	}
+	// absolute-form: ("http" / "https") "://" authority path-abempty [ "?" query ]
+	var rest []byte
+	switch {
+	case len(t) > 7 && equalFold(t[:7], "http://"):
+		rest = t[7:]
+	case len(t) > 8 && equalFold(t[:8], "https://"):
+		rest = t[8:]
+	default:
+		return eBadTarget
+	}
+	a := 0
+	for a < len(rest) && rest[a] != '/' && rest[a] != '?' {
+		a++
+	}
+	if a == 0 {
+		return eBadHost
+	}
+	auth := rest[:a]
+	if !validHost(auth) {
+		return eBadHost
+	}
+	off := r.Target.Off + uint32(len(t)-len(rest))
+	r.absForm, r.auth = true, Span{off, uint32(a)}
+	return eNone
+}
+
+func lastColon(b []byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == ':' {
+			return i
+		}
+		if b[i] == ']' {
+			return -1
+		}
+	}
+	return -1
+}
+
+// finish applies the checks that need the whole head.
+func (r *Request) finish(buf []byte, wsKeys, wsVers int, wsVer Span, expectBad bool) ecode {
+	if r.absForm {
+		if !r.hostSet {
+			r.Host = r.auth
+		} else if !equalFoldBytes(r.auth.Of(buf), r.Host.Of(buf)) {
+			return eHostMismatch
+		}
+	}
+	if r.Minor == 1 && !r.hostSet {
+		return eMissingHost
+	}
+	chunked, c := r.f.framing(buf, r.Minor)
+	if c != eNone {
+		return c
+	}
+	r.Chunked = chunked
+	if r.f.clSeen {
+		r.ContentLength = r.f.contentLn
+	}
+	if expectBad && r.Minor == 1 {
+		return eExpectation
+	}
+	r.Close = r.f.connClose || (r.Minor == 0 && !r.f.connKeep)
+	if !r.Upgrade {
+		r.WSKey = Span{}
+		return eNone
+	}
+	// Upgrade present: a handshake only if it asks for websocket.
+	ws := false
+	for i := 0; i < r.N; i++ {
+		if r.kinds[i] == kUpgrade && hasToken(r.Headers[i].Value.Of(buf), "websocket") {
+			ws = true
+			break
+		}
+	}
+	if !ws {
+		r.WSKey = Span{}
+		return eNone
+	}
+	if string(r.Method.Of(buf)) != "GET" || r.Minor != 1 || !r.f.connUpg || r.Chunked || r.ContentLength > 0 {
+		return eBadWebSocket
+	}
+	if wsKeys != 1 || !validWSKey(r.WSKey.Of(buf)) {
+		return eBadWebSocketKey
+	}
+	if wsVers != 1 || string(wsVer.Of(buf)) != "13" {
+		return eBadWebSocketVersion
+	}
+	r.WebSocket = true
+	return eNone
+}
+
+// validProtocolList reports whether v is a list of protocol = token [ "/" token ]
+// (RFC 9110 7.8), empty elements allowed.
+func validProtocolList(v []byte) bool {
+	for i := 0; i <= len(v); {
+		s, e, next := listElem(v, i)
+		i = next
+		el := v[s:e]
+		if len(el) == 0 {
+			continue
+		}
+		slash := -1
+		for j, c := range el {
+			if c == '/' {
+				slash = j
+				break
+			}
+		}
+		if slash < 0 {
+			if !allToken(el) {
+				return false
+			}
+		} else if !allToken(el[:slash]) || !allToken(el[slash+1:]) {
+			return false
+		}
+	}
+	return true
+}
+
+// validWSKey reports whether k is base64 (standard alphabet, padded) of 16
+// bytes: 22 alphabet characters then "==". Non-zero padding bits are
+// tolerated, as by Go's encoding/base64 in its default mode.
+func validWSKey(k []byte) bool {
+	if len(k) != 24 || k[22] != '=' || k[23] != '=' {
+		return false
+	}
+	for _, c := range k[:22] {
+		if !isAlnum(c) && c != '+' && c != '/' {
+			return false
+		}
+	}
+	return true
+}
+
+// IsMethod reports whether the method is m (case-sensitive, as methods are).
+func (r *Request) IsMethod(buf []byte, m string) bool {
+	return string(r.Method.Of(buf)) == m
+}
+
+// Get returns the first value of header name (case-insensitive). No allocation.
+func (r *Request) Get(buf []byte, name string) ([]byte, bool) {
+	return getHeader(buf, r.Headers[:r.N], name)
+}
+
+// Body returns how the request body is framed: BodyChunked, BodyLength for a
+// Content-Length above zero, else BodyNone (never BodyUntilClose).
+func (r *Request) Body() BodyKind {
+	switch {
+	case r.Chunked:
+		return BodyChunked
+	case r.ContentLength > 0:
+		return BodyLength
+	}
+	return BodyNone
+}

@@ -1,0 +1,172 @@
+package loop
+
+import (
+	"context"
+	"math"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudwego/netpoll"
+
+	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/http1"
+)
+
+type ctxKey struct{}
+
+// A client connection's state word: generation<<1 | idle bit, or
+// stateClosed once the idle wheel (or a close) has claimed it.
+const (
+	stateIdle   uint64 = 1
+	stateClosed uint64 = math.MaxUint64
+)
+
+// clientConn is the per-connection state kept while a client is connected:
+// small, and free of buffers, which exchanges borrow only while they run.
+type clientConn struct {
+	conn       netpoll.Connection // immutable
+	fwd        http1.Forward      // immutable: client address, proto, trust
+	acceptedAt time.Time          // immutable
+
+	// state is changed by the handler goroutine (busy/idle) and by the idle
+	// wheel (idle → closed, by compare-and-swap only).
+	state atomic.Uint64
+
+	served int // requests started; handler goroutine only
+}
+
+// markBusy claims an idle connection for its handler; false when the idle
+// wheel closed it first.
+func (c *clientConn) markBusy() bool {
+	for {
+		s := c.state.Load()
+		if s == stateClosed {
+			return false
+		}
+		if s&stateIdle == 0 || c.state.CompareAndSwap(s, s&^stateIdle) {
+			return true
+		}
+	}
+}
+
+// markIdle starts a new idle generation and returns its state word. Only the
+// handler calls it, while the connection is busy, so no CAS is needed.
+func (c *clientConn) markIdle() uint64 {
+	s := c.state.Load()
+	if s == stateClosed {
+		return s
+	}
+	ns := ((s>>1)+1)<<1 | stateIdle
+	c.state.Store(ns)
+	return ns
+}
+
+// action is what the handler does with the connection after an exchange.
+type action uint8
+
+const (
+	actKeep   action = iota // wait for the next request
+	actClose                // close the connection
+	actTunnel               // the connection now belongs to the tunnel engine
+)
+
+func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
+	cc := &clientConn{conn: conn, acceptedAt: time.Now()}
+	ip := peerIP(conn.RemoteAddr())
+	cc.fwd = http1.Forward{ClientIP: []byte(ip.String()), Proto: "http", Trusted: s.trusted(ip)}
+	s.open.Add(1)
+	mAccepted.Inc()
+	conn.AddCloseCallback(func(netpoll.Connection) error {
+		cc.state.Store(stateClosed)
+		s.open.Add(-1)
+		return nil
+	})
+	cc.state.Store(stateIdle)
+	s.idle.add(cc, stateIdle, s.cfg.HeaderTimeout)
+	return context.WithValue(context.Background(), ctxKey{}, cc)
+}
+
+func peerIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+func (s *Server) trusted(ip netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// onRequest runs when a connection has input and no handler running. It
+// serves requests while input is buffered, then leaves the connection idle
+// (no goroutine) or closes or hands it over.
+func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
+	cc, _ := ctx.Value(ctxKey{}).(*clientConn)
+	if cc == nil {
+		return conn.Close()
+	}
+	if !cc.markBusy() {
+		return nil // the idle wheel is closing it
+	}
+	ex := exchanges.Get().(*exchange)
+	act := actKeep
+	for act == actKeep {
+		act = s.serve(cc, ex)
+		if conn.Reader().Len() == 0 {
+			break
+		}
+	}
+	ex.reset()
+	exchanges.Put(ex)
+	switch act {
+	case actKeep:
+		s.idle.add(cc, cc.markIdle(), s.cfg.KeepAliveTimeout)
+	case actClose, actTunnel:
+		// For a tunnel, the close callback registered by startTunnel takes
+		// the socket over once netpoll has let go of it.
+		conn.Close()
+	}
+	return nil
+}
+
+const bufSize = 32 << 10
+
+// exchange is the working memory of one request/response exchange, pooled:
+// a connection holds one only while an exchange runs.
+type exchange struct {
+	req    http1.Request
+	resp   http1.Response
+	chunks http1.ChunkScanner
+	buf    []byte // upstream reads; len bufSize
+	out    []byte // heads and request-body batches
+	wsKey  []byte // the client's Sec-WebSocket-Key, when ws
+	ws     bool
+	tried  []*balancer.Backend          // backends that failed to connect, for this request
+	skip   func(*balancer.Backend) bool // reports membership in tried; bound once
+}
+
+var exchanges = sync.Pool{New: func() any {
+	ex := &exchange{buf: make([]byte, bufSize), out: make([]byte, 0, bufSize), wsKey: make([]byte, 0, 32)}
+	ex.skip = func(b *balancer.Backend) bool { return slices.Contains(ex.tried, b) }
+	return ex
+}}
+
+func (ex *exchange) reset() {
+	clear(ex.tried)
+	ex.tried = ex.tried[:0]
+	ex.ws = false
+	ex.wsKey = ex.wsKey[:0]
+	if cap(ex.out) > 4*bufSize { // an unusually large head grew it
+		ex.out = make([]byte, 0, bufSize)
+	}
+}

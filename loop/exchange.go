@@ -1,0 +1,524 @@
+package loop
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/cloudwego/netpoll"
+
+	"github.com/wsgate/wsgate/http1"
+)
+
+// clientFault is a failure on the client's side of an exchange: the status
+// to answer (0: answer nothing, just close).
+type clientFault struct{ status int }
+
+var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// serve reads one request head, forwards the exchange and says what to do
+// with the connection next.
+func (s *Server) serve(cc *clientConn, ex *exchange) action {
+	conn := cc.conn
+	r := conn.Reader()
+	deadline := time.Now().Add(s.cfg.HeaderTimeout)
+	if cc.served == 0 {
+		deadline = cc.acceptedAt.Add(s.cfg.HeaderTimeout)
+	}
+	cc.served++
+
+	// Read the head: parse what is buffered, and wait for more only while
+	// the head is incomplete and the header timeout has not passed.
+	req := &ex.req
+	var head []byte
+	for {
+		n := min(r.Len(), s.cfg.MaxHeaderBytes+1)
+		buf, err := r.Peek(n)
+		if err != nil {
+			return actClose
+		}
+		perr := req.Parse(buf, &s.reqLim)
+		if perr == nil {
+			head = buf
+			break
+		}
+		if perr != http1.ErrNeedMore {
+			return s.reject(cc, http1.StatusOf(perr))
+		}
+		if n > s.cfg.MaxHeaderBytes {
+			return s.reject(cc, 431)
+		}
+		conn.SetReadDeadline(deadline)
+		_, err = r.Peek(n + 1)
+		conn.SetReadDeadline(time.Time{})
+		if err != nil {
+			if errors.Is(err, netpoll.ErrReadTimeout) {
+				return s.reject(cc, 408)
+			}
+			return actClose
+		}
+	}
+
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+
+	bodyKind := req.Body()
+	closeAfter := req.Close || s.draining.Load()
+	if bodyKind == http1.BodyLength && s.cfg.MaxBodyBytes > 0 && req.ContentLength > s.cfg.MaxBodyBytes {
+		return s.reject(cc, 413)
+	}
+	pool, _ := s.cfg.Balancer.Route(hostOnly(req.Host.Of(head)), pathOf(req.Target.Of(head)))
+	if pool == nil {
+		return s.reject(cc, 404)
+	}
+	isHead := req.IsMethod(head, "HEAD")
+	replayable := bodyKind == http1.BodyNone &&
+		(req.IsMethod(head, "GET") || isHead || req.IsMethod(head, "OPTIONS") || req.IsMethod(head, "TRACE"))
+	if ex.ws = req.WebSocket; ex.ws {
+		ex.wsKey = append(ex.wsKey[:0], req.WSKey.Of(head)...)
+	}
+	expect := req.Expect100 && bodyKind != http1.BodyNone
+	cl := req.ContentLength
+	ex.out = http1.AppendRequest(ex.out[:0], head, req, &cc.fwd)
+	r.Skip(req.HeadLen)
+	bodyLeft := bodyKind != http1.BodyNone // request body bytes not yet consumed
+
+	// Pick a backend and connect; a backend that cannot be reached is skipped
+	// for this request and the next one is tried.
+	var uc *upConn
+	failKind := ""
+	for {
+		b := pool.Pick(ex.skip)
+		if b == nil {
+			if failKind == "" {
+				return s.fail(cc, 503, bodyLeft || closeAfter)
+			}
+			return s.fail(cc, 502, bodyLeft || closeAfter)
+		}
+		var err error
+		uc, err = s.ups.get(b, s.cfg.ConnectTimeout)
+		if err == nil {
+			break
+		}
+		failKind = dialErrKind(err)
+		upstreamError(failKind)
+		s.cfg.Logf("backend %s: %s: %v", b.Addr(), failKind, err)
+		b.Release()
+		ex.tried = append(ex.tried, b)
+	}
+	b := uc.b
+	head = nil // the head's bytes may be released from here on
+
+	if expect {
+		conn.Writer().WriteBinary(continue100)
+		if conn.Writer().Flush() != nil {
+			return s.drop(uc, actClose)
+		}
+	}
+
+	// Send the request; then read the response head. A pooled connection that
+	// turns out stale before anything came back is replaced by a fresh one
+	// once, when the request can be replayed (no body, safe method).
+	var nbuf int
+	for attempt := 0; ; attempt++ {
+		fault, uerr := s.sendRequest(cc, ex, uc, bodyKind, cl)
+		if fault != nil {
+			s.drop(uc, actClose)
+			if fault.status != 0 {
+				return s.reject(cc, fault.status)
+			}
+			return actClose
+		}
+		status := 502
+		if uerr == nil {
+			bodyLeft = false
+			nbuf, status, uerr = s.readResponseHead(cc, ex, uc)
+		} else {
+			upstreamError(upSendFail)
+		}
+		if uerr == nil {
+			break
+		}
+		if attempt == 0 && uc.reused && replayable && nbuf == 0 && status != 0 && isStale(uerr) {
+			uc.c.Close()
+			fresh, err := s.ups.dial(b, s.cfg.ConnectTimeout)
+			if err == nil {
+				uc = fresh
+				continue
+			}
+			uerr = err
+			status = 502
+		}
+		s.cfg.Logf("backend %s: %v", b.Addr(), uerr)
+		s.drop(uc, actClose)
+		if status == 0 {
+			return actClose // the client already got part of a response
+		}
+		return s.fail(cc, status, closeAfter || bodyLeft)
+	}
+
+	resp := &ex.resp
+	if resp.Status == 101 {
+		if !ex.ws {
+			upstreamError(upBadResp)
+			s.drop(uc, actClose)
+			return s.fail(cc, 502, true)
+		}
+		if err := resp.CheckWebSocket(ex.buf[:nbuf], ex.wsKey); err != nil {
+			upstreamError(upBadResp)
+			s.cfg.Logf("backend %s: %v", b.Addr(), err)
+			s.drop(uc, actClose)
+			return s.fail(cc, 502, true)
+		}
+		return s.startTunnel(cc, ex, uc, nbuf)
+	}
+	if ex.ws {
+		// The backend declined the upgrade. The client may already be sending
+		// frames; none of them may reach anything, so the connection ends
+		// with this response.
+		closeAfter = true
+	}
+	countStatus(resp.Status)
+	return s.relayResponse(cc, ex, uc, nbuf, isHead, closeAfter)
+}
+
+// sendRequest writes the head in ex.out and then the request body, as it
+// arrives from the client, to uc.
+func (s *Server) sendRequest(cc *clientConn, ex *exchange, uc *upConn, kind http1.BodyKind, cl int64) (*clientFault, error) {
+	r := cc.conn.Reader()
+	if kind == http1.BodyNone {
+		// ex.out keeps the head: a stale pooled connection may need it again.
+		uc.c.SetWriteDeadline(time.Now().Add(s.cfg.ResponseTimeout))
+		_, err := uc.c.Write(ex.out)
+		return nil, err
+	}
+	out := ex.out
+	defer func() { ex.out = out[:0] }()
+	flush := func() error {
+		if len(out) == 0 {
+			return nil
+		}
+		uc.c.SetWriteDeadline(time.Now().Add(s.cfg.ResponseTimeout))
+		_, err := uc.c.Write(out)
+		out = out[:0]
+		return err
+	}
+	// wait blocks until the client sends more body bytes.
+	wait := func() *clientFault {
+		cc.conn.SetReadDeadline(time.Now().Add(s.cfg.ResponseTimeout))
+		_, err := r.Peek(1)
+		cc.conn.SetReadDeadline(time.Time{})
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, netpoll.ErrReadTimeout):
+			return &clientFault{408}
+		}
+		return &clientFault{}
+	}
+	switch kind {
+	case http1.BodyLength:
+		for remaining := cl; ; {
+			if take := min(int64(r.Len()), remaining, int64(max(bufSize-len(out), 0))); take > 0 {
+				p, _ := r.Next(int(take))
+				out = append(out, p...)
+				remaining -= take
+			}
+			if remaining == 0 || r.Len() == 0 || len(out) >= bufSize {
+				if err := flush(); err != nil {
+					return nil, err
+				}
+			}
+			if remaining == 0 {
+				break
+			}
+			if r.Len() == 0 {
+				if f := wait(); f != nil {
+					return f, nil
+				}
+			}
+		}
+	case http1.BodyChunked:
+		sc := &ex.chunks
+		sc.Reset()
+		for done := false; !done; {
+			if n := min(r.Len(), max(bufSize-len(out), 0)); n > 0 {
+				p, _ := r.Peek(n)
+				used, fin, err := sc.Scan(p)
+				out = append(out, p[:used]...)
+				r.Skip(used)
+				if err != nil {
+					return &clientFault{http1.StatusOf(err)}, nil
+				}
+				if s.cfg.MaxBodyBytes > 0 && sc.Payload() > s.cfg.MaxBodyBytes {
+					return &clientFault{413}, nil
+				}
+				done = fin
+			}
+			if done || r.Len() == 0 || len(out) >= bufSize {
+				if err := flush(); err != nil {
+					return nil, err
+				}
+			}
+			if !done && r.Len() == 0 {
+				if f := wait(); f != nil {
+					return f, nil
+				}
+			}
+		}
+	}
+	r.Release()
+	return nil, nil
+}
+
+// readResponseHead reads from uc until ex.resp holds a final response head
+// (interim 1xx responses other than 101 are passed to the client, except
+// 100 Continue, which the proxy answers itself). It returns the bytes read
+// into ex.buf and, on failure, the status the client should get (0 when
+// the client already received part of a response).
+func (s *Server) readResponseHead(cc *clientConn, ex *exchange, uc *upConn) (nbuf, status int, err error) {
+	buf := ex.buf
+	uc.c.SetReadDeadline(time.Now().Add(s.cfg.ResponseTimeout))
+	sentInterim := false
+	for {
+		m, rerr := uc.c.Read(buf[nbuf:])
+		nbuf += m
+		for nbuf > 0 {
+			perr := ex.resp.Parse(buf[:nbuf], &s.respLim)
+			if perr == http1.ErrNeedMore {
+				if nbuf == len(buf) {
+					upstreamError(upBadResp)
+					return nbuf, statusAfter(sentInterim, 502), errors.New("response head too large")
+				}
+				break
+			}
+			if perr != nil {
+				upstreamError(upBadResp)
+				return nbuf, statusAfter(sentInterim, 502), perr
+			}
+			if ex.resp.Status >= 200 || ex.resp.Status == 101 {
+				return nbuf, 0, nil
+			}
+			if ex.resp.Status != 100 {
+				ex.out = http1.AppendResponse(ex.out[:0], buf[:nbuf], &ex.resp, false)
+				cc.conn.Writer().WriteBinary(ex.out)
+				if cc.conn.Writer().Flush() != nil {
+					return nbuf, 0, errors.New("client gone")
+				}
+				sentInterim = true
+			}
+			nbuf = copy(buf, buf[ex.resp.HeadLen:nbuf])
+		}
+		if rerr != nil {
+			if isTimeout(rerr) {
+				upstreamError(upTimeout)
+				return nbuf, statusAfter(sentInterim, 504), rerr
+			}
+			upstreamError(upReset)
+			return nbuf, statusAfter(sentInterim, 502), rerr
+		}
+	}
+}
+
+func statusAfter(sentInterim bool, status int) int {
+	if sentInterim {
+		return 0
+	}
+	return status
+}
+
+// isStale reports whether err is what a request on a connection the backend
+// had already closed gets.
+func isStale(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// relayResponse sends the response head and streams its body to the client,
+// reading the backend only as fast as the client takes the bytes.
+func (s *Server) relayResponse(cc *clientConn, ex *exchange, uc *upConn, nbuf int, isHead, closeAfter bool) action {
+	resp := &ex.resp
+	kind := resp.Body(isHead)
+	if kind == http1.BodyUntilClose {
+		closeAfter = true
+	}
+	buf := ex.buf
+	w := cc.conn.Writer()
+	ex.out = http1.AppendResponse(ex.out[:0], buf[:nbuf], resp, closeAfter)
+	w.WriteBinary(ex.out)
+	data := buf[resp.HeadLen:nbuf]
+	reusable := !resp.Close
+
+	// next flushes what was written to the client (blocking while it does not
+	// read: that is the backpressure) and reads more of the body into buf.
+	clientGone := false
+	next := func(limit int64) ([]byte, error) {
+		if cc.conn.Writer().Flush() != nil {
+			clientGone = true
+			return nil, errClientGone
+		}
+		uc.c.SetReadDeadline(time.Now().Add(s.cfg.ResponseTimeout))
+		n := len(buf)
+		if limit >= 0 && limit < int64(n) {
+			n = int(limit)
+		}
+		m, err := uc.c.Read(buf[:n])
+		return buf[:m], err
+	}
+
+	complete := true
+	switch kind {
+	case http1.BodyNone:
+		reusable = reusable && len(data) == 0
+	case http1.BodyLength:
+		remaining := resp.ContentLength
+		if int64(len(data)) > remaining {
+			reusable = false // bytes beyond the body: the stream is not to be trusted
+			data = data[:remaining]
+		}
+		for {
+			w.WriteBinary(data)
+			remaining -= int64(len(data))
+			if remaining == 0 {
+				break
+			}
+			var err error
+			data, err = next(remaining)
+			if err != nil && len(data) == 0 {
+				complete = false
+				break
+			}
+		}
+	case http1.BodyChunked:
+		sc := &ex.chunks
+		sc.Reset()
+		for {
+			n, done, err := sc.Scan(data)
+			w.WriteBinary(data[:n])
+			if err != nil {
+				upstreamError(upBadResp)
+				complete = false
+				break
+			}
+			if done {
+				reusable = reusable && n == len(data)
+				break
+			}
+			var rerr error
+			data, rerr = next(-1)
+			if rerr != nil && len(data) == 0 {
+				complete = false
+				break
+			}
+		}
+	case http1.BodyUntilClose:
+		reusable = false
+		for {
+			w.WriteBinary(data)
+			var err error
+			data, err = next(-1)
+			if err != nil && len(data) == 0 {
+				complete = clientGone == false && errors.Is(err, io.EOF)
+				break
+			}
+		}
+	}
+	if !clientGone && cc.conn.Writer().Flush() != nil {
+		clientGone = true
+	}
+	if !complete || clientGone {
+		// A truncated body never gets its end: the client must see the
+		// connection close instead.
+		return s.drop(uc, actClose)
+	}
+	if reusable {
+		uc.b.Release()
+		s.ups.put(uc)
+	} else {
+		s.drop(uc, actKeep)
+	}
+	if closeAfter {
+		return actClose
+	}
+	return actKeep
+}
+
+var errClientGone = errors.New("client gone")
+
+// drop closes an upstream connection that cannot be reused, releases its
+// backend, and returns act.
+func (s *Server) drop(uc *upConn, act action) action {
+	uc.c.Close()
+	uc.b.Release()
+	return act
+}
+
+// reject answers a request the proxy refuses itself, and closes.
+func (s *Server) reject(cc *clientConn, status int) action {
+	countReject(status)
+	return s.fail(cc, status, true)
+}
+
+// fail sends a short error response; the connection stays open only when
+// close is false.
+func (s *Server) fail(cc *clientConn, status int, close bool) action {
+	countStatus(status)
+	b := buffers.Get().(*[]byte)
+	*b = http1.AppendError((*b)[:0], status, close)
+	cc.conn.Writer().WriteBinary(*b)
+	err := cc.conn.Writer().Flush()
+	buffers.Put(b)
+	if close || err != nil {
+		return actClose
+	}
+	return actKeep
+}
+
+// startTunnel finishes a verified upgrade: the 101 goes to the client, and
+// both sockets move to the tunnel engine, with the bytes either side sent
+// early (the backend's first frame, the client's pipelined frames).
+func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int) action {
+	b := uc.b
+	resp := &ex.resp
+	ex.out = http1.AppendResponse(ex.out[:0], ex.buf[:nbuf], resp, false)
+	cc.conn.Writer().WriteBinary(ex.out)
+	if cc.conn.Writer().Flush() != nil {
+		return s.drop(uc, actClose)
+	}
+	var toClient []byte
+	if nbuf > resp.HeadLen {
+		toClient = bytes.Clone(ex.buf[resp.HeadLen:nbuf]) // ex is reused once the handler returns
+	}
+	upfd, err := uc.takeFd()
+	if err != nil {
+		s.cfg.Logf("tunnel: %v", err)
+		b.Release()
+		return actClose
+	}
+	countStatus(101)
+	engine := s.cfg.Tunnels
+	// netpoll runs close callbacks after it has stopped polling the socket
+	// and before it closes it, newest first: this one takes a duplicate of
+	// the client socket and whatever input netpoll had already read.
+	cc.conn.AddCloseCallback(func(c netpoll.Connection) error {
+		var toBackend []byte
+		if n := c.Reader().Len(); n > 0 {
+			toBackend, _ = c.Reader().Next(n)
+		}
+		fd, err := dupFd(c)
+		if err != nil {
+			s.cfg.Logf("tunnel: %v", err)
+			closeFd(upfd)
+			b.Release()
+			return nil
+		}
+		mTunnelsOpened.Inc()
+		if err := engine.Add(fd, upfd, toBackend, toClient, func(st tunnelStats) { tunnelClosed(b, st) }); err != nil {
+			s.cfg.Logf("tunnel: %v", err)
+			b.Release()
+		}
+		return nil
+	})
+	return actTunnel
+}

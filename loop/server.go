@@ -1,0 +1,214 @@
+// Package loop is wsgate's reactor: it accepts client connections on
+// cloudwego/netpoll, reads and checks each HTTP/1.1 request head, routes it
+// through the balancer, relays the exchange with an upstream connection, and
+// hands verified WebSocket upgrades to the tunnel engine.
+//
+// One request is served at a time per client connection, by the goroutine
+// netpoll runs for it; pipelined requests are answered in order. A
+// connection waiting for its next request holds no goroutine and no buffer:
+// it sits in an idle wheel that closes it when --keepalive-timeout (or, for
+// a connection that never sent a byte, --header-timeout) expires, because
+// netpoll itself never closes idle connections.
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudwego/netpoll"
+
+	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/http1"
+	"github.com/wsgate/wsgate/tunnel"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultListen           = ":8080"
+	DefaultHeaderTimeout    = 10 * time.Second
+	DefaultKeepAliveTimeout = 75 * time.Second
+	DefaultConnectTimeout   = 5 * time.Second
+	DefaultResponseTimeout  = 60 * time.Second
+	DefaultMaxHeaderBytes   = 16 << 10
+	DefaultMaxIdleUpstream  = 64
+	DefaultUpstreamIdle     = 30 * time.Second
+)
+
+// Config configures a Server. Its zero value means the defaults above, except
+// Balancer and Tunnels, which are required.
+type Config struct {
+	Listen []string // addresses to listen on; default DefaultListen
+
+	Balancer *balancer.Balancer // required: where requests go
+	Tunnels  *tunnel.Engine     // required: where upgraded connections go
+
+	// HeaderTimeout bounds the time from a request's first byte (or from
+	// accept, for a connection's first request) to the end of its head: 408.
+	HeaderTimeout time.Duration
+	// KeepAliveTimeout closes a client connection idle between requests.
+	KeepAliveTimeout time.Duration
+	// ConnectTimeout bounds dialing a backend; a failed dial tries the next one.
+	ConnectTimeout time.Duration
+	// ResponseTimeout bounds the wait for a backend's response head (504), and
+	// each later wait for progress on either side of an exchange.
+	ResponseTimeout time.Duration
+	// MaxHeaderBytes bounds a request head (431). Response heads get twice that.
+	MaxHeaderBytes int
+	// MaxBodyBytes bounds a request body (413); 0 means no limit.
+	MaxBodyBytes int64
+	// TrustedProxies are peers whose X-Forwarded-* headers are kept and appended to.
+	TrustedProxies []netip.Prefix
+	// MaxIdleUpstream is the number of idle keep-alive connections kept per backend.
+	MaxIdleUpstream int
+	// UpstreamIdleTimeout drops pooled upstream connections idle this long.
+	UpstreamIdleTimeout time.Duration
+
+	// Logf logs operational events; default log.Printf.
+	Logf func(format string, args ...any)
+}
+
+func (c *Config) normalize() error {
+	if c.Balancer == nil || c.Tunnels == nil {
+		return errors.New("loop: Config.Balancer and Config.Tunnels are required")
+	}
+	if len(c.Listen) == 0 {
+		c.Listen = []string{DefaultListen}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.HeaderTimeout, DefaultHeaderTimeout)
+	def(&c.KeepAliveTimeout, DefaultKeepAliveTimeout)
+	def(&c.ConnectTimeout, DefaultConnectTimeout)
+	def(&c.ResponseTimeout, DefaultResponseTimeout)
+	def(&c.UpstreamIdleTimeout, DefaultUpstreamIdle)
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.MaxIdleUpstream <= 0 {
+		c.MaxIdleUpstream = DefaultMaxIdleUpstream
+	}
+	if c.Logf == nil {
+		c.Logf = log.Printf
+	}
+	return nil
+}
+
+// Server serves client connections on its listeners.
+type Server struct {
+	cfg     Config // immutable after New
+	reqLim  http1.Limits
+	respLim http1.Limits
+	ups     upstreams
+	idle    *idleWheel
+
+	mu      sync.Mutex // guards loops, lns
+	loops   []netpoll.EventLoop
+	lns     []net.Listener
+	serving sync.WaitGroup
+
+	open     atomic.Int64 // client connections open
+	inflight atomic.Int64 // exchanges in progress
+	draining atomic.Bool
+}
+
+// New checks cfg and opens its listeners; Serve starts accepting.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg}
+	s.reqLim = http1.Limits{MaxHeaderBytes: cfg.MaxHeaderBytes}
+	respMax := 2 * cfg.MaxHeaderBytes
+	if respMax > bufSize {
+		respMax = bufSize
+	}
+	s.respLim = http1.Limits{MaxHeaderBytes: respMax, MaxLineBytes: respMax}
+	s.ups.init(cfg.MaxIdleUpstream, cfg.UpstreamIdleTimeout)
+	s.idle = newIdleWheel(min(cfg.HeaderTimeout, cfg.KeepAliveTimeout), max(cfg.HeaderTimeout, cfg.KeepAliveTimeout))
+	for _, addr := range cfg.Listen {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("listen %s: %w", addr, err)
+		}
+		s.lns = append(s.lns, ln)
+	}
+	return s, nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+}
+
+// Addrs are the addresses the server listens on, in Config.Listen order.
+func (s *Server) Addrs() []net.Addr {
+	a := make([]net.Addr, len(s.lns))
+	for i, ln := range s.lns {
+		a[i] = ln.Addr()
+	}
+	return a
+}
+
+// Serve accepts connections on every listener until Shutdown. It returns
+// once the listeners are set up; errors of a listener are logged.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ln := range s.lns {
+		el, err := netpoll.NewEventLoop(s.onRequest,
+			netpoll.WithOnPrepare(s.onPrepare),
+			netpoll.WithWriteTimeout(s.cfg.ResponseTimeout),
+		)
+		if err != nil {
+			return fmt.Errorf("loop: %w", err)
+		}
+		s.loops = append(s.loops, el)
+		s.serving.Add(1)
+		go func(ln net.Listener) {
+			defer s.serving.Done()
+			if err := el.Serve(ln); err != nil && !s.draining.Load() {
+				s.cfg.Logf("listener %s: %v", ln.Addr(), err)
+			}
+		}(ln)
+	}
+	go s.idle.run()
+	return nil
+}
+
+// Shutdown stops accepting, closes idle client connections, waits for
+// exchanges in progress until ctx is done, and then closes what is left.
+// Tunnels are not touched: the caller drains the tunnel engine.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	loops := s.loops
+	s.loops = nil
+	s.mu.Unlock()
+	var err error
+	for _, el := range loops { // all share ctx's deadline
+		if e := el.Shutdown(ctx); e != nil && err == nil {
+			err = e
+		}
+	}
+	s.idle.stop()
+	s.ups.closeAll()
+	return err
+}
+
+// OpenConns is the number of client connections open (not counting tunnels).
+func (s *Server) OpenConns() int64 { return s.open.Load() }
+
+// InFlight is the number of exchanges in progress.
+func (s *Server) InFlight() int64 { return s.inflight.Load() }

@@ -1,0 +1,161 @@
+package loop
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/balancer"
+)
+
+// upConn is a connection to a backend. It belongs to one exchange at a time,
+// or to its backend's idle pool.
+type upConn struct {
+	c      *net.TCPConn
+	raw    syscall.RawConn
+	b      *balancer.Backend
+	idleAt time.Time // when it entered the idle pool
+	reused bool      // came from the idle pool (it may have gone stale)
+}
+
+// upstreams holds an idle keep-alive pool per backend.
+type upstreams struct {
+	maxIdle int           // immutable
+	idleFor time.Duration // immutable
+	dialer  net.Dialer    // immutable after init
+
+	mu    sync.Mutex // guards pools
+	pools map[*balancer.Backend][]*upConn
+}
+
+func (u *upstreams) init(maxIdle int, idleFor time.Duration) {
+	u.maxIdle, u.idleFor = maxIdle, idleFor
+	u.pools = make(map[*balancer.Backend][]*upConn)
+}
+
+// get returns a pooled connection to b that is still open, or dials one.
+func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration) (*upConn, error) {
+	now := time.Now()
+	for {
+		u.mu.Lock()
+		idle := u.pools[b]
+		n := len(idle)
+		if n == 0 {
+			u.mu.Unlock()
+			break
+		}
+		uc := idle[n-1] // LIFO: the most recently used is the least likely stale
+		idle[n-1] = nil
+		u.pools[b] = idle[:n-1]
+		u.mu.Unlock()
+		if now.Sub(uc.idleAt) < u.idleFor && uc.alive() {
+			uc.reused = true
+			return uc, nil
+		}
+		uc.c.Close()
+	}
+	return u.dial(b, connectTimeout)
+}
+
+// dial opens a new connection to b.
+func (u *upstreams) dial(b *balancer.Backend, connectTimeout time.Duration) (*upConn, error) {
+	d := u.dialer
+	d.Timeout = connectTimeout
+	c, err := d.Dial("tcp", b.Addr())
+	if err != nil {
+		return nil, err
+	}
+	tc := c.(*net.TCPConn)
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		tc.Close()
+		return nil, err
+	}
+	return &upConn{c: tc, raw: raw, b: b}, nil
+}
+
+// put returns uc to its backend's idle pool, or closes it when the pool is full.
+func (u *upstreams) put(uc *upConn) {
+	uc.c.SetDeadline(time.Time{})
+	uc.idleAt = time.Now()
+	u.mu.Lock()
+	if u.pools != nil && len(u.pools[uc.b]) < u.maxIdle {
+		u.pools[uc.b] = append(u.pools[uc.b], uc)
+		u.mu.Unlock()
+		return
+	}
+	u.mu.Unlock()
+	uc.c.Close()
+}
+
+func (u *upstreams) closeAll() {
+	u.mu.Lock()
+	pools := u.pools
+	u.pools = nil
+	u.mu.Unlock()
+	for _, idle := range pools {
+		for _, uc := range idle {
+			uc.c.Close()
+		}
+	}
+}
+
+// alive reports whether a pooled connection is still open and silent: a
+// backend that closed it (keep-alive timeout) or sent bytes unasked makes it
+// unusable. One non-blocking peek, no waiting.
+func (uc *upConn) alive() bool {
+	var ok bool
+	var b [1]byte
+	err := uc.raw.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ok = n < 0 && (err == unix.EAGAIN || err == unix.EWOULDBLOCK)
+		return true
+	})
+	return err == nil && ok
+}
+
+// takeFd returns a duplicate of uc's socket (non-blocking, close-on-exec) and
+// closes uc; the duplicate keeps the connection open for the tunnel engine.
+func (uc *upConn) takeFd() (int, error) {
+	fd := -1
+	var derr error
+	err := uc.raw.Control(func(s uintptr) {
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	uc.c.Close()
+	if err == nil {
+		err = derr
+	}
+	return fd, err
+}
+
+// Upstream failure kinds, for metrics and logs.
+const (
+	upRefused  = "connect_refused"
+	upConnTO   = "connect_timeout"
+	upConnErr  = "connect_error"
+	upReset    = "reset"
+	upTimeout  = "timeout"
+	upBadResp  = "bad_response"
+	upSendFail = "send_error"
+)
+
+func dialErrKind(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return upRefused
+	case errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err):
+		return upConnTO
+	}
+	return upConnErr
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,142 @@
+package tunnel
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Engine relays upgraded connections on Config.Loops epoll loops. All its
+// methods are safe for concurrent use, except that Close and CloseAll must
+// not be called from a done callback (they wait for the loops).
+type Engine struct {
+	cfg          Config    // normalized; immutable
+	epoch        time.Time // cfg.Now() at New; ticks count from here
+	timeoutTicks int64     // ceil(IdleTimeout/Tick); -1 when disabled
+	bufs         *bufPool  // ReadSize buffers, shared by the loops
+	loops        []*loop   // immutable after New
+
+	n         atomic.Int64  // open tunnels, counting those queued to a loop
+	rr        atomic.Uint32 // tie-break for the least-loaded pick
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New starts an engine with cfg (zero value: defaults).
+func New(cfg Config) (*Engine, error) {
+	cfg = cfg.normalized()
+	e := &Engine{cfg: cfg, epoch: cfg.Now(), bufs: newBufPool(cfg.ReadSize), timeoutTicks: -1}
+	if cfg.IdleTimeout > 0 {
+		e.timeoutTicks = int64((cfg.IdleTimeout + cfg.Tick - 1) / cfg.Tick)
+	}
+	for i := 0; i < cfg.Loops; i++ {
+		l, err := newLoop(e)
+		if err != nil {
+			for _, l := range e.loops {
+				l.closeFds()
+			}
+			return nil, err
+		}
+		e.loops = append(e.loops, l)
+	}
+	e.wg.Add(len(e.loops))
+	for _, l := range e.loops {
+		go l.run()
+	}
+	return e, nil
+}
+
+// Add takes ownership of two connected, non-blocking TCP socket fds: the
+// caller never touches them again, even on error (Add then closes them and
+// done is never called). toBackend and toClient are bytes already read
+// from the other side; they are copied and written before anything else.
+// done is called exactly once, from an engine goroutine, after both fds
+// are closed; it must not block for long, nor call Close or CloseAll.
+func (e *Engine) Add(clientFd, backendFd int, toBackend, toClient []byte, done func(Stats)) error {
+	if clientFd < 0 || backendFd < 0 || clientFd == backendFd {
+		closeFd(clientFd)
+		if backendFd != clientFd {
+			closeFd(backendFd)
+		}
+		return ErrBadFd
+	}
+	c := command{kind: cmdAdd, fd: [2]int32{int32(clientFd), int32(backendFd)}, done: done,
+		start: int64(e.cfg.Now().Sub(e.epoch))}
+	if len(toBackend) > 0 {
+		c.init[SideClient], c.initN[SideClient] = e.bufs.copyIn(toBackend), int32(len(toBackend))
+	}
+	if len(toClient) > 0 {
+		c.init[SideBackend], c.initN[SideBackend] = e.bufs.copyIn(toClient), int32(len(toClient))
+	}
+	l := e.pick()
+	l.load.Add(1)
+	e.n.Add(1)
+	if !l.enqueue(c) {
+		l.load.Add(-1)
+		e.n.Add(-1)
+		e.bufs.put(c.init[0])
+		e.bufs.put(c.init[1])
+		closeFd(clientFd)
+		closeFd(backendFd)
+		return ErrClosed
+	}
+	return nil
+}
+
+func closeFd(fd int) {
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+}
+
+// pick returns the least-loaded loop, ties broken round-robin.
+func (e *Engine) pick() *loop {
+	start := int(e.rr.Add(1))
+	best := e.loops[start%len(e.loops)]
+	bestLoad := best.load.Load()
+	for i := 1; i < len(e.loops); i++ {
+		l := e.loops[(start+i)%len(e.loops)]
+		if n := l.load.Load(); n < bestLoad {
+			best, bestLoad = l, n
+		}
+	}
+	return best
+}
+
+// Len returns the number of open tunnels (added and not yet closed).
+func (e *Engine) Len() int { return int(e.n.Load()) }
+
+// CloseAll closes every open tunnel with reason Shutdown and returns after
+// their done callbacks have run. The engine stays usable.
+func (e *Engine) CloseAll() {
+	e.run(func(l *loop) { l.closeAll(Shutdown) })
+}
+
+// Close closes every tunnel (Shutdown), stops the loops and releases their
+// fds and pipes. Add afterwards returns ErrClosed. Close is idempotent.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		for _, l := range e.loops {
+			l.stop()
+		}
+		e.wg.Wait()
+	})
+	return nil
+}
+
+// run calls fn on every loop's goroutine and waits for all of them. Loops
+// already stopped are skipped.
+func (e *Engine) run(fn func(l *loop)) {
+	acks := make([]chan struct{}, 0, len(e.loops))
+	for _, l := range e.loops {
+		ack := make(chan struct{})
+		if l.enqueue(command{kind: cmdRun, fn: fn, ack: ack}) {
+			acks = append(acks, ack)
+		}
+	}
+	for _, ack := range acks {
+		<-ack
+	}
+}

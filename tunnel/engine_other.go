@@ -1,0 +1,18 @@
+//go:build !linux
+
+package tunnel
+
+// Engine is unavailable on this OS; New returns ErrUnsupported.
+type Engine struct{}
+
+// New returns ErrUnsupported: the engine needs epoll and splice.
+func New(cfg Config) (*Engine, error) { return nil, ErrUnsupported }
+
+// Add returns ErrUnsupported. It cannot close fds portably here.
+func (e *Engine) Add(clientFd, backendFd int, toBackend, toClient []byte, done func(Stats)) error {
+	return ErrUnsupported
+}
+
+func (e *Engine) Len() int     { return 0 }
+func (e *Engine) CloseAll()    {}
+func (e *Engine) Close() error { return nil }

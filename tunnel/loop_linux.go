@@ -1,0 +1,343 @@
+package tunnel
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/tunnel/wheel"
+)
+
+// Event data: epoll_event's 64-bit data field carries no Go pointer. Its
+// low half (EpollEvent.Fd) is slot<<1 | side, its high half (Pad) the
+// slot's generation, so an event queued for a tunnel that has since closed
+// (and whose slot or fd number was reused) is recognised and dropped.
+const (
+	wakeData     = -1 // EpollEvent.Fd of the loop's eventfd
+	chunkBits    = 8  // the slab grows by chunks of 256 tunnels; slots never move
+	chunkSize    = 1 << chunkBits
+	maxEvents    = 256
+	maxWheelSize = 4096
+	tunnelEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+)
+
+type cmdKind uint8
+
+const (
+	cmdAdd cmdKind = iota + 1
+	cmdRun         // call fn on the loop, then close ack
+)
+
+// command is what other goroutines hand to a loop through its queue.
+type command struct {
+	kind  cmdKind
+	fd    [2]int32   // cmdAdd: [SideClient], [SideBackend]
+	init  [2]*[]byte // cmdAdd: initial bytes read from side i, owned by the command until added
+	initN [2]int32
+	start int64 // cmdAdd: nanoseconds since Engine.epoch
+	done  func(Stats)
+	fn    func(*loop)   // cmdRun
+	ack   chan struct{} // cmdRun
+}
+
+// loop is one epoll loop and the tunnels on it. Fields below mu are shared
+// with other goroutines; everything else is owned by the loop goroutine.
+type loop struct {
+	e      *Engine // immutable
+	epfd   int     // immutable; closed when the loop exits
+	evfd   int     // eventfd that wakes the loop for commands; immutable
+	events []unix.EpollEvent
+
+	chunks [][]tunnel // slab; slot i is chunks[i>>chunkBits][i&(chunkSize-1)]
+	free   []int32    // free slots
+	wheel  *wheel.Wheel
+	expire func(int32) // l.expireSlot, bound once so Advance does not allocate
+
+	nowTick       int64   // current tick, refreshed after every epoll_wait
+	scratch       *[]byte // read buffer not lent to any tunnel; nil when lent
+	pipes         []pipe  // empty pipes, at most maxPooledPipes
+	pipeRetryTick int64   // no pipe2 before this tick (after EMFILE and the like)
+	stopping      bool
+
+	// Batched metrics, flushed to the package counters after each batch.
+	bytes       [2]int64 // by source side
+	spliceBytes int64
+
+	// maxHeld is the most bytes one direction has held (buffer or pipe)
+	// on this loop; tests check it against MaxPending.
+	maxHeld int64
+
+	load atomic.Int64 // tunnels assigned: queued or open (for Engine.pick)
+
+	mu     sync.Mutex
+	queue  []command // guarded by mu
+	spare  []command // loop-owned; swapped with queue
+	woken  bool      // guarded by mu: evfd written and queue not yet taken
+	closed bool      // guarded by mu: no more commands accepted
+}
+
+func newLoop(e *Engine) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: epoll_create1: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("tunnel: eventfd: %w", err)
+	}
+	// Level-triggered: the loop reads it empty before taking the queue.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeData}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, fmt.Errorf("tunnel: epoll_ctl eventfd: %w", err)
+	}
+	l := &loop{e: e, epfd: epfd, evfd: evfd, events: make([]unix.EpollEvent, maxEvents)}
+	l.updateNow()
+	l.wheel = wheel.New(wheel.SlotsFor(e.timeoutTicks, maxWheelSize), l.nowTick)
+	l.expire = l.expireSlot
+	return l, nil
+}
+
+func (l *loop) closeFds() {
+	unix.Close(l.epfd)
+	unix.Close(l.evfd)
+}
+
+func (l *loop) slot(i int32) *tunnel {
+	return &l.chunks[i>>chunkBits][i&(chunkSize-1)]
+}
+
+func (l *loop) alloc() int32 {
+	if n := len(l.free); n > 0 {
+		i := l.free[n-1]
+		l.free = l.free[:n-1]
+		return i
+	}
+	base := int32(len(l.chunks) * chunkSize)
+	c := make([]tunnel, chunkSize)
+	for i := range c {
+		c[i].fd = [2]int32{-1, -1}
+	}
+	l.chunks = append(l.chunks, c)
+	for i := int32(chunkSize - 1); i > 0; i-- {
+		l.free = append(l.free, base+i)
+	}
+	return base
+}
+
+var wakeBytes = [8]byte{1} // eventfd counter increment 1 (little endian)
+
+// enqueue hands c to the loop; false once the loop is closed.
+func (l *loop) enqueue(c command) bool {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return false
+	}
+	l.queue = append(l.queue, c)
+	wake := !l.woken
+	l.woken = true
+	l.mu.Unlock()
+	if wake {
+		unix.Write(l.evfd, wakeBytes[:])
+	}
+	return true
+}
+
+// stop marks the loop closed and wakes it; it exits after closing every
+// tunnel with Shutdown.
+func (l *loop) stop() {
+	l.mu.Lock()
+	l.closed = true
+	wake := !l.woken
+	l.woken = true
+	l.mu.Unlock()
+	if wake {
+		unix.Write(l.evfd, wakeBytes[:])
+	}
+}
+
+func (l *loop) updateNow() {
+	l.nowTick = int64(l.e.cfg.Now().Sub(l.e.epoch) / l.e.cfg.Tick)
+}
+
+// waitMsec is the epoll_wait timeout: until the next tick while the wheel
+// holds anything, else forever.
+func (l *loop) waitMsec() int {
+	if l.wheel.Len() == 0 {
+		return -1
+	}
+	next := time.Duration(l.nowTick+1) * l.e.cfg.Tick
+	wait := next - l.e.cfg.Now().Sub(l.e.epoch)
+	if wait <= 0 {
+		return 0
+	}
+	return int((wait + time.Millisecond - 1) / time.Millisecond)
+}
+
+func (l *loop) run() {
+	defer l.e.wg.Done()
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events, l.waitMsec())
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			// EBADF/EFAULT/EINVAL: a bug, not a condition to retry.
+			panic("tunnel: epoll_wait: " + err.Error())
+		}
+		l.updateNow()
+		commands := false
+		for i := 0; i < n; i++ {
+			ev := &l.events[i]
+			if ev.Fd == wakeData {
+				commands = true
+				continue
+			}
+			u := uint32(ev.Fd)
+			idx := int32(u >> 1)
+			t := l.slot(idx)
+			if t.gen != uint32(ev.Pad) || !t.open {
+				continue // stale: the tunnel closed earlier in this batch
+			}
+			l.handle(t, idx, int(u&1), ev.Events)
+		}
+		if commands && l.runCommands() {
+			l.shutdown()
+			return
+		}
+		l.flushMetrics()
+		if l.nowTick > l.wheel.Cur() {
+			l.wheel.Advance(l.nowTick, l.expire)
+		}
+	}
+}
+
+func (l *loop) flushMetrics() {
+	for s := range l.bytes {
+		if l.bytes[s] != 0 {
+			bytesTotal[s].Add(int(l.bytes[s]))
+			l.bytes[s] = 0
+		}
+	}
+	if l.spliceBytes != 0 {
+		spliceBytesTotal.Add(int(l.spliceBytes))
+		l.spliceBytes = 0
+	}
+}
+
+// runCommands takes the queue and runs it; it reports whether the loop
+// must stop.
+func (l *loop) runCommands() (stop bool) {
+	var buf [8]byte
+	unix.Read(l.evfd, buf[:]) // reset the counter before taking the queue
+	l.mu.Lock()
+	q := l.queue
+	l.queue = l.spare[:0]
+	l.woken = false
+	stop = l.closed
+	l.mu.Unlock()
+	for i := range q {
+		c := &q[i]
+		switch c.kind {
+		case cmdAdd:
+			l.add(c)
+		case cmdRun:
+			c.fn(l)
+			close(c.ack)
+		}
+		q[i] = command{} // drop references
+	}
+	if cap(q) > 1024 {
+		q = nil // after a burst, let the big queue go
+	}
+	l.spare = q[:0]
+	return stop
+}
+
+// add opens a tunnel for c on this loop.
+func (l *loop) add(c *command) {
+	idx := l.alloc()
+	t := l.slot(idx)
+	t.fd = c.fd
+	t.open = true
+	t.first = -1
+	t.sflags = [2]uint8{sideWritable, sideWritable}
+	t.start = c.start
+	t.done = c.done
+	t.lastActive = l.nowTick
+	for s := range t.dir {
+		if c.init[s] != nil {
+			d := &t.dir[s]
+			d.buf, d.off, d.end = c.init[s], 0, c.initN[s]
+		}
+	}
+	openedTotal.Inc()
+	if l.e.timeoutTicks >= 0 {
+		l.wheel.Schedule(idx, l.nowTick+l.e.timeoutTicks+1)
+	}
+	for s := range t.fd {
+		// Registered once, edge-triggered; the kernel reports the current
+		// readiness at once, which starts the relay.
+		ev := unix.EpollEvent{Events: tunnelEvents, Fd: int32(idx<<1) | int32(s), Pad: int32(t.gen)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(t.fd[s]), &ev); err != nil {
+			l.fail(t, idx, s, "register", err)
+			return
+		}
+	}
+	// Initial bytes: write them now (reading waits for the events).
+	for s := range t.dir {
+		if t.dir[s].buf != nil && !l.pump(t, idx, s) {
+			return
+		}
+	}
+}
+
+// expireSlot is the wheel's fire callback: close the tunnel if it has been
+// idle for the whole timeout, else wait again from its last activity.
+func (l *loop) expireSlot(idx int32) {
+	t := l.slot(idx)
+	if !t.open {
+		return
+	}
+	deadline := t.lastActive + l.e.timeoutTicks + 1
+	if deadline <= l.nowTick {
+		l.close(t, idx, IdleTimeout, nil)
+		return
+	}
+	l.wheel.Schedule(idx, deadline)
+}
+
+// closeAll closes every open tunnel on the loop with reason r.
+func (l *loop) closeAll(r Reason) {
+	for ci := range l.chunks {
+		for j := range l.chunks[ci] {
+			t := &l.chunks[ci][j]
+			if t.open {
+				l.close(t, int32(ci<<chunkBits|j), r, nil)
+			}
+		}
+	}
+}
+
+// shutdown runs when the loop stops: every tunnel closes with Shutdown,
+// and the loop's pipes, buffer and fds are released.
+func (l *loop) shutdown() {
+	l.stopping = true
+	l.closeAll(Shutdown)
+	for _, p := range l.pipes {
+		closePipe(p)
+	}
+	l.pipes = nil
+	if l.scratch != nil {
+		l.e.bufs.put(l.scratch)
+		l.scratch = nil
+	}
+	l.flushMetrics()
+	l.closeFds()
+}

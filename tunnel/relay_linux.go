@@ -1,0 +1,316 @@
+package tunnel
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Per-side flags (tunnel.sflags). With edge-triggered epoll an edge is
+// seen once, so the loop remembers what it learnt until a syscall says
+// otherwise.
+const (
+	sideReadable uint8 = 1 << iota // input may be waiting: read until EAGAIN (or a short read)
+	sideWritable                   // the last write did not hit EAGAIN
+	sideRDHUP                      // FIN (or HUP) seen: read until 0, never stop at a short read
+)
+
+// Per-direction flags (dir.flags).
+const (
+	dirSplicing uint8 = 1 << iota // reading through dir.p with splice(2)
+	dirEOF                        // the source returned 0
+	dirShut                       // FIN passed on: shutdown(SHUT_WR) on the destination
+)
+
+// dir is one direction of a tunnel: bytes read from side s (t.dir[s])
+// toward the other side. Buffer and pipe never both hold bytes: the loop
+// reads only when the direction holds nothing.
+type dir struct {
+	buf      *[]byte // bytes read, not yet written: (*buf)[off:end]; nil when none. Owned by this dir.
+	off, end int32
+	p        pipe  // valid while dirSplicing; owned by this dir
+	inPipe   int32 // bytes in p not yet written
+	flags    uint8
+	written  int64 // bytes written to the destination
+}
+
+func (d *dir) held() int64 {
+	if d.buf != nil {
+		return int64(d.end - d.off)
+	}
+	return int64(d.inPipe)
+}
+
+// tunnel is one slab slot. Owned by its loop goroutine. An idle tunnel
+// holds nothing but this struct (no buffer, pipe, goroutine or timer).
+type tunnel struct {
+	fd         [2]int32 // by Side; -1 in a free slot
+	gen        uint32   // bumped when the slot is freed; checked against event data
+	open       bool
+	first      int8     // side that finished (FIN) first; -1 while none
+	sflags     [2]uint8 // by Side
+	dir        [2]dir   // by source Side
+	lastActive int64    // tick of the last byte moved (the wheel compares it, activity never touches the wheel)
+	start      int64    // ns since Engine.epoch at Add
+	done       func(Stats)
+}
+
+// handle processes one epoll event for side s of t.
+func (l *loop) handle(t *tunnel, idx int32, s int, ev uint32) {
+	if ev&unix.EPOLLERR != 0 {
+		if errno, err := unix.GetsockoptInt(int(t.fd[s]), unix.SOL_SOCKET, unix.SO_ERROR); err == nil && errno != 0 {
+			l.fail(t, idx, s, "poll", unix.Errno(errno))
+			return
+		}
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		t.sflags[s] |= sideReadable
+		if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+			t.sflags[s] |= sideRDHUP
+		}
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		t.sflags[s] |= sideWritable
+	}
+	// Toward s first (s may have become writable: resume the other side's
+	// reading), then from s.
+	if l.pump(t, idx, 1-s) {
+		l.pump(t, idx, s)
+	}
+}
+
+const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
+
+// pump moves bytes from side src to the other side until src has nothing
+// more, the destination cannot take more (backpressure: src is not read
+// while anything is held for a destination that is not writable), or the
+// direction finishes. It reports whether the tunnel is still open.
+func (l *loop) pump(t *tunnel, idx int32, src int) bool {
+	d := &t.dir[src]
+	dst := 1 - src
+	if d.flags&dirShut != 0 {
+		return true
+	}
+	for {
+		// 1. What is held goes first.
+		if d.buf != nil {
+			if t.sflags[dst]&sideWritable == 0 {
+				return true
+			}
+			n, err := unix.Write(int(t.fd[dst]), (*d.buf)[d.off:d.end])
+			if n > 0 {
+				d.off += int32(n)
+				l.wrote(t, src, n)
+			}
+			if err != nil {
+				switch err {
+				case unix.EAGAIN:
+					t.sflags[dst] &^= sideWritable
+					return true
+				case unix.EINTR:
+					continue
+				}
+				return l.fail(t, idx, dst, "write", err)
+			}
+			if d.off < d.end {
+				continue
+			}
+			// Drained: keep it as the loop's read buffer, or pool it.
+			if l.scratch == nil && len(*d.buf) == l.e.bufs.size {
+				l.scratch = d.buf
+			} else {
+				l.e.bufs.put(d.buf)
+			}
+			d.buf = nil
+		}
+		if d.inPipe > 0 {
+			if t.sflags[dst]&sideWritable == 0 {
+				return true
+			}
+			n, err := unix.Splice(int(d.p.r), nil, int(t.fd[dst]), nil, int(d.inPipe), spliceFlags)
+			if n > 0 {
+				d.inPipe -= int32(n)
+				l.spliceBytes += int64(n)
+				l.wrote(t, src, int(n))
+			}
+			if err != nil {
+				switch err {
+				case unix.EAGAIN:
+					t.sflags[dst] &^= sideWritable
+					return true
+				case unix.EINTR:
+					continue
+				}
+				return l.fail(t, idx, dst, "write", err)
+			}
+			if d.inPipe > 0 {
+				continue
+			}
+		}
+
+		// 2. The source finished and everything is written: pass the FIN on.
+		if d.flags&dirEOF != 0 {
+			d.flags |= dirShut
+			l.stopSplice(d)
+			// An error here (ENOTCONN: the destination is gone) shows up
+			// as an event on that side; the direction is finished anyway.
+			unix.Shutdown(int(t.fd[dst]), unix.SHUT_WR)
+			if t.dir[dst].flags&dirShut != 0 {
+				l.close(t, idx, closedBy(t.first), nil)
+				return false
+			}
+			return true
+		}
+
+		// 3. Read more, only while the destination can take it.
+		if t.sflags[src]&sideReadable == 0 || t.sflags[dst]&sideWritable == 0 {
+			return true
+		}
+		if d.flags&dirSplicing != 0 {
+			n, err := unix.Splice(int(t.fd[src]), nil, int(d.p.w), nil, l.e.cfg.MaxPending, spliceFlags)
+			if err != nil {
+				switch err {
+				case unix.EAGAIN: // the flow went quiet: back to buffers, pipe back to the pool
+					t.sflags[src] &^= sideReadable
+					l.stopSplice(d)
+					return true
+				case unix.EINTR:
+					continue
+				}
+				return l.fail(t, idx, src, "read", err)
+			}
+			if n == 0 {
+				l.eof(t, src)
+				continue
+			}
+			d.inPipe = int32(n)
+			t.lastActive = l.nowTick
+			if int64(n) > l.maxHeld {
+				l.maxHeld = int64(n)
+			}
+			continue
+		}
+		b := l.scratch
+		if b == nil {
+			b = l.e.bufs.get()
+		}
+		n, err := unix.Read(int(t.fd[src]), *b)
+		if err != nil {
+			l.scratch = b
+			switch err {
+			case unix.EAGAIN:
+				t.sflags[src] &^= sideReadable
+				return true
+			case unix.EINTR:
+				continue
+			}
+			return l.fail(t, idx, src, "read", err)
+		}
+		if n == 0 {
+			l.scratch = b
+			l.eof(t, src)
+			continue
+		}
+		t.lastActive = l.nowTick
+		if n < len(*b) && t.sflags[src]&sideRDHUP == 0 {
+			// A short read drained the socket; new data (or a FIN, which
+			// sets RDHUP) brings a new edge. Saves a read per message.
+			t.sflags[src] &^= sideReadable
+		}
+		// Lend the buffer to the direction; step 1 writes it at once and
+		// gives it back to l.scratch when all of it went out.
+		l.scratch = nil
+		d.buf, d.off, d.end = b, 0, int32(n)
+		if int64(n) > l.maxHeld {
+			l.maxHeld = int64(n)
+		}
+		if n >= l.e.cfg.SpliceMin && l.e.cfg.SpliceMin > 0 && d.flags&dirSplicing == 0 {
+			l.startSplice(d)
+		}
+	}
+}
+
+// startSplice switches d to splice for the reads after the current one;
+// without a pipe it stays on buffers.
+func (l *loop) startSplice(d *dir) {
+	if p, ok := l.getPipe(); ok {
+		d.p = p
+		d.flags |= dirSplicing
+		spliceSwitchesTotal.Inc()
+	}
+}
+
+// stopSplice gives d's pipe back (closed if it still holds bytes).
+func (l *loop) stopSplice(d *dir) {
+	if d.flags&dirSplicing != 0 {
+		l.putPipe(d.p, d.inPipe)
+		d.flags &^= dirSplicing
+		d.p, d.inPipe = pipe{}, 0
+	}
+}
+
+func (l *loop) eof(t *tunnel, src int) {
+	t.dir[src].flags |= dirEOF
+	t.sflags[src] &^= sideReadable
+	if t.first < 0 {
+		t.first = int8(src)
+	}
+}
+
+func (l *loop) wrote(t *tunnel, src int, n int) {
+	t.dir[src].written += int64(n)
+	l.bytes[src] += int64(n)
+	t.lastActive = l.nowTick
+}
+
+func closedBy(first int8) Reason {
+	if first == int8(SideBackend) {
+		return BackendClosed
+	}
+	return ClientClosed
+}
+
+// fail closes t after an error on side s. A side that already sent FIN
+// made the tunnel end: its reason wins over the error that follows (a
+// client that closed both ways resets the backend's next write).
+// It returns false (the tunnel is closed) for pump's convenience.
+func (l *loop) fail(t *tunnel, idx int32, s int, op string, err error) bool {
+	if t.first >= 0 {
+		l.close(t, idx, closedBy(t.first), nil)
+		return false
+	}
+	l.close(t, idx, Error, &OpError{Side: Side(s), Op: op, Err: err})
+	return false
+}
+
+// close ends t: both fds leave epoll and are closed, buffers and pipes go
+// back, the slot's generation moves on (stale events are dropped), and
+// done runs last.
+func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
+	for s, fd := range t.fd {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) // before close: the fd number may be reused at once
+		unix.Close(int(fd))
+		d := &t.dir[s]
+		if d.buf != nil {
+			l.e.bufs.put(d.buf)
+		}
+		l.stopSplice(d)
+	}
+	l.wheel.Remove(idx)
+	st := Stats{
+		Reason:          r,
+		Err:             err,
+		ClientToBackend: t.dir[SideClient].written,
+		BackendToClient: t.dir[SideBackend].written,
+		Duration:        l.e.cfg.Now().Sub(l.e.epoch) - time.Duration(t.start),
+	}
+	done := t.done
+	*t = tunnel{fd: [2]int32{-1, -1}, gen: t.gen + 1}
+	l.free = append(l.free, idx)
+	l.load.Add(-1)
+	l.e.n.Add(-1)
+	closesTotal[r].Inc()
+	if done != nil {
+		done(st)
+	}
+}
