@@ -30,7 +30,7 @@ run: build
 	echo "  websocat ws://127.0.0.1:8080/ws   (or: npx wscat -c ws://127.0.0.1:8080/ws)"; \
 	echo "  curl -s http://127.0.0.1:9090/metrics | grep ^wsgate_"; \
 	echo "Ctrl-C to stop."; \
-	wait $$g
+	wait $$g; true
 
 vet:
 	$(GO) vet ./...

@@ -513,7 +513,6 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 			b.Release()
 			return nil
 		}
-		mTunnelsOpened.Inc()
 		if err := engine.Add(fd, upfd, toBackend, toClient, func(st tunnelStats) { tunnelClosed(b, st) }); err != nil {
 			s.cfg.Logf("tunnel: %v", err)
 			b.Release()

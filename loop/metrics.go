@@ -8,11 +8,10 @@ import (
 
 // Counters are created once; the hot path only increments atomics.
 var (
-	mAccepted      = metrics.GetOrCreateCounter(`wsgate_connections_accepted_total`)
-	mTunnelsOpened = metrics.GetOrCreateCounter(`wsgate_tunnels_opened_total`)
-	mStatus        [6]*metrics.Counter // by class: 1xx..5xx, [0] other
-	mUpstreamErr   = map[string]*metrics.Counter{}
-	mRejects       = map[int]*metrics.Counter{}
+	mAccepted    = metrics.GetOrCreateCounter(`wsgate_connections_accepted_total`)
+	mStatus      [6]*metrics.Counter // by class: 1xx..5xx, [0] other
+	mUpstreamErr = map[string]*metrics.Counter{}
+	mRejects     = map[int]*metrics.Counter{}
 )
 
 func init() {

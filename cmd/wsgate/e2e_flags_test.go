@@ -43,26 +43,27 @@ func TestFlagErrors(t *testing.T) {
 	cases := []struct {
 		name    string
 		args    []string
-		mention string // what the one stderr line must name
+		mention []string // what the one stderr line must name: the flag, and the bad value as given
 	}{
-		{"connect-timeout not a duration", []string{"-b", good, "--connect-timeout", "abc"}, "connect-timeout"},
-		{"connect-timeout negative", []string{"-b", good, "--connect-timeout", "-1s"}, "connect-timeout"},
-		{"connect-timeout zero", []string{"-b", good, "--connect-timeout", "0s"}, "connect-timeout"},
-		{"header-timeout without unit", []string{"-b", good, "--header-timeout", "10"}, "header-timeout"},
-		{"drain-timeout missing value", []string{"-b", good, "--drain-timeout"}, "drain-timeout"},
-		{"max-body-bytes unknown unit", []string{"-b", good, "--max-body-bytes", "12XB"}, "max-body-bytes"},
-		{"max-body-bytes negative", []string{"-b", good, "--max-body-bytes", "-1"}, "max-body-bytes"},
-		{"max-header-bytes too small", []string{"-b", good, "--max-header-bytes", "100"}, "max-header-bytes"},
-		{"backend without port", []string{"-b", "127.0.0.1"}, "backend"},
-		{"backend port out of range", []string{"-b", "127.0.0.1:70000"}, "backend"},
-		{"backend weight zero", []string{"-b", "127.0.0.1:1,weight=0"}, "backend"},
-		{"backend unknown option", []string{"-b", "127.0.0.1:1,speed=3"}, "backend"},
-		{"no backend", nil, "backend"},
-		{"unknown balance policy", []string{"-b", good, "--balance", "fastest"}, "balance"},
-		{"route without prefix or pool", []string{"-b", good, "--route", "nonsense"}, "route"},
-		{"trusted-proxies not a CIDR", []string{"-b", good, "--trusted-proxies", "10.0.0.0/99"}, "trusted-proxies"},
-		{"unknown flag", []string{"-b", good, "--frobnicate"}, "frobnicate"},
-		{"stray argument", []string{"-b", good, "stray"}, "stray"},
+		{"connect-timeout not a duration", []string{"-b", good, "--connect-timeout", "abc"}, []string{"connect-timeout", "abc"}},
+		{"connect-timeout negative", []string{"-b", good, "--connect-timeout", "-1s"}, []string{"connect-timeout", "-1s"}},
+		{"connect-timeout zero", []string{"-b", good, "--connect-timeout", "0s"}, []string{"connect-timeout", "0s"}},
+		{"header-timeout without unit", []string{"-b", good, "--header-timeout", "10"}, []string{"header-timeout", "10"}},
+		{"drain-timeout missing value", []string{"-b", good, "--drain-timeout"}, []string{"drain-timeout"}},
+		{"max-body-bytes unknown unit", []string{"-b", good, "--max-body-bytes", "12XB"}, []string{"max-body-bytes", "12XB"}},
+		{"max-body-bytes negative", []string{"-b", good, "--max-body-bytes", "-1"}, []string{"max-body-bytes", "-1"}},
+		{"max-header-bytes too small", []string{"-b", good, "--max-header-bytes", "100"}, []string{"max-header-bytes", "100"}},
+		{"max-header-bytes too large", []string{"-b", good, "--max-header-bytes", "2MiB"}, []string{"max-header-bytes", "2MiB"}},
+		{"backend without port", []string{"-b", "127.0.0.1"}, []string{"backend", "127.0.0.1"}},
+		{"backend port out of range", []string{"-b", "127.0.0.1:70000"}, []string{"backend", "70000"}},
+		{"backend weight zero", []string{"-b", "127.0.0.1:1,weight=0"}, []string{"backend", "weight=0"}},
+		{"backend unknown option", []string{"-b", "127.0.0.1:1,speed=3"}, []string{"backend", "speed"}},
+		{"no backend", nil, []string{"backend"}},
+		{"unknown balance policy", []string{"-b", good, "--balance", "fastest"}, []string{"balance", "fastest"}},
+		{"route without prefix or pool", []string{"-b", good, "--route", "nonsense"}, []string{"route", "nonsense"}},
+		{"trusted-proxies not a CIDR", []string{"-b", good, "--trusted-proxies", "10.0.0.0/99"}, []string{"trusted-proxies", "10.0.0.0/99"}},
+		{"unknown flag", []string{"-b", good, "--frobnicate"}, []string{"frobnicate"}},
+		{"stray argument", []string{"-b", good, "stray"}, []string{"stray"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,8 +76,10 @@ func TestFlagErrors(t *testing.T) {
 			if !strings.HasSuffix(stderr, "\n") || strings.Count(stderr, "\n") != 1 {
 				t.Errorf("wsgate %s: stderr is %q, want exactly one line", strings.Join(args, " "), stderr)
 			}
-			if !strings.Contains(stderr, tc.mention) {
-				t.Errorf("wsgate %s: stderr %q does not name %q", strings.Join(args, " "), stderr, tc.mention)
+			for _, m := range tc.mention {
+				if !strings.Contains(stderr, m) {
+					t.Errorf("wsgate %s: stderr %q does not name %s", strings.Join(args, " "), stderr, m)
+				}
 			}
 			if stdout != "" {
 				t.Errorf("wsgate %s: stdout is %q, want nothing", strings.Join(args, " "), stdout)

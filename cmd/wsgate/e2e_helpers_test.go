@@ -120,17 +120,31 @@ type gate struct {
 
 // startGate runs wsgate -l <free port> --admin <free port> args..., waits
 // until both listeners accept, and stops it (SIGTERM, then SIGKILL after 5 s)
-// when the test ends.
+// when the test ends. A start that loses a port race is retried.
 func startGate(t *testing.T, args ...string) *gate {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		g, err := tryStartGate(t, args)
+		if err == nil {
+			return g
+		}
+		if attempt < 3 && strings.Contains(g.stderr.String(), "address already in use") {
+			t.Logf("retrying: %v", err)
+			continue
+		}
+		t.Fatal(err)
+	}
+}
+
+func tryStartGate(t *testing.T, args []string) (*gate, error) {
 	g := &gate{t: t, addr: freeAddr(t), admin: freeAddr(t), done: make(chan struct{})}
 	full := append([]string{"-l", g.addr, "--admin", g.admin}, args...)
-	g.stderr = &logWriter{t: t, prefix: "wsgate"}
+	g.stderr = &logWriter{t: t, prefix: "wsgate stderr"}
 	g.cmd = exec.Command(gateBin, full...)
 	g.cmd.Stdout = g.stderr
 	g.cmd.Stderr = g.stderr
 	if err := g.cmd.Start(); err != nil {
-		t.Fatalf("starting wsgate: %v", err)
+		return g, fmt.Errorf("starting wsgate: %v", err)
 	}
 	t.Logf("started wsgate (pid %d) %s", g.cmd.Process.Pid, strings.Join(full, " "))
 	go func() {
@@ -138,7 +152,6 @@ func startGate(t *testing.T, args ...string) *gate {
 		g.state = g.cmd.ProcessState
 		close(g.done)
 	}()
-	t.Cleanup(g.stop)
 
 	deadline := time.Now().Add(15 * time.Second)
 	for _, a := range []string{g.addr, g.admin} {
@@ -150,16 +163,19 @@ func startGate(t *testing.T, args ...string) *gate {
 			}
 			select {
 			case <-g.done:
-				t.Fatalf("wsgate exited during startup (%v); its output:\n%s", g.state, g.stderr)
+				g.stderr.close()
+				return g, fmt.Errorf("wsgate exited during startup (%v)", g.state)
 			default:
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("wsgate does not accept on %s after 15 s: %v", a, err)
+				g.stop()
+				return g, fmt.Errorf("wsgate does not accept on %s after 15 s: %v", a, err)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	return g
+	t.Cleanup(g.stop)
+	return g, nil
 }
 
 func (g *gate) pid() int { return g.cmd.Process.Pid }

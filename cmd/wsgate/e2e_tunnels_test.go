@@ -146,46 +146,58 @@ func TestThousandTunnelsEcho(t *testing.T) {
 }
 
 // TestBackendKilledMidTunnel: when the backend dies under an open tunnel the
-// client sees its connection end, and the backend's live count is released.
+// client sees its connection end, and the backend's live count is released:
+// once the client closes in turn, or at once when the client writes (the
+// dead backend's kernel answers with a reset).
 func TestBackendKilledMidTunnel(t *testing.T) {
-	be := startBackend(t, "doomed", 0, nil)
-	g := startGate(t, "-b", be.addr)
+	for _, after := range []string{"client closes", "client writes"} {
+		t.Run(after, func(t *testing.T) {
+			be := startBackend(t, "doomed", 0, nil)
+			g := startGate(t, "-b", be.addr)
 
-	c, err := dialWS(g.addr, "/ws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := readHello(c); err != nil {
-		t.Fatal(err)
-	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if err := c.WriteMessage(websocket.TextMessage, []byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	if _, p, err := c.ReadMessage(); err != nil || string(p) != "ping" {
-		t.Fatalf("echo before the kill: %q, %v", p, err)
-	}
-	g.waitMetricEq(t, activeMetric(be.addr), 1, 10*time.Second)
-	g.waitMetricEq(t, mTunnelsOpen, 1, 10*time.Second)
+			c, err := dialWS(g.addr, "/ws")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := readHello(c); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if err := c.WriteMessage(websocket.TextMessage, []byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			if _, p, err := c.ReadMessage(); err != nil || string(p) != "ping" {
+				t.Fatalf("echo before the kill: %q, %v", p, err)
+			}
+			g.waitMetricEq(t, activeMetric(be.addr), 1, 10*time.Second)
+			g.waitMetricEq(t, mTunnelsOpen, 1, 10*time.Second)
 
-	be.kill()
-	killed := time.Now()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, p, err := c.ReadMessage()
-	switch {
-	case err == nil:
-		t.Fatalf("after the backend was killed the client read a message %q, want the connection to end", p)
-	case isTimeoutErr(err):
-		t.Fatalf("client connection still open 10 s after the backend was killed (read: %v)", err)
+			be.kill()
+			killed := time.Now()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, p, err := c.ReadMessage()
+			switch {
+			case err == nil:
+				t.Fatalf("after the backend was killed the client read a message %q, want the connection to end", p)
+			case isTimeoutErr(err):
+				t.Fatalf("client connection still open 10 s after the backend was killed (read: %v)", err)
+			}
+			t.Logf("client read ended %v after the kill: %v", time.Since(killed).Round(time.Millisecond), err)
+			if v, err := g.metrics(); err == nil {
+				t.Logf("when the client saw the end: %s=%v %s=%v", activeMetric(be.addr), v[activeMetric(be.addr)], mTunnelsOpen, v[mTunnelsOpen])
+			}
+			if after == "client closes" {
+				c.Close()
+			} else {
+				// The client has not noticed (or ignores the EOF) and sends:
+				// the proxy's write to the dead backend is reset.
+				c.WriteMessage(websocket.TextMessage, []byte("anyone there?"))
+			}
+			g.waitMetricEq(t, activeMetric(be.addr), 0, 10*time.Second)
+			g.waitMetricEq(t, mTunnelsOpen, 0, 10*time.Second)
+		})
 	}
-	t.Logf("client read ended %v after the kill: %v", time.Since(killed).Round(time.Millisecond), err)
-	if v, err := g.metrics(); err == nil {
-		t.Logf("when the client saw the end: %s=%v %s=%v", activeMetric(be.addr), v[activeMetric(be.addr)], mTunnelsOpen, v[mTunnelsOpen])
-	}
-	c.Close()
-	g.waitMetricEq(t, activeMetric(be.addr), 0, 10*time.Second)
-	g.waitMetricEq(t, mTunnelsOpen, 0, 10*time.Second)
 }
 
 // TestIdleTunnelTimeout: --tunnel-idle-timeout closes a tunnel that carries

@@ -88,7 +88,7 @@ func parseFlags(args []string) (*options, *pflag.FlagSet, error) {
 		}
 	}
 	if o.maxHeaderBytes < 1024 || o.maxHeaderBytes > 1<<20 {
-		return nil, fs, &usageError{fmt.Sprintf("invalid argument %q for \"--max-header-bytes\" flag: must be 1KiB..1MiB", o.maxHeaderBytes)}
+		return nil, fs, &usageError{fmt.Sprintf("invalid argument %q for \"--max-header-bytes\" flag: must be 1KiB..1MiB", o.maxHeaderBytes.String())}
 	}
 	return o, fs, nil
 }
