@@ -14,25 +14,25 @@ const (
 
 // Chunk scanner states.
 const (
-	csSize        uint8 = iota // in chunk-size hex digits
-	csExtBWS                   // BWS after size or after an ext value/name, before ";" or "="
-	csExtPreName               // after ";", before ext name
-	csExtName                  // in ext name
-	csExtPreEq                 // BWS after ext name, before "=" or ";"
-	csExtPreVal                // after "=", before value
-	csExtTokVal                // in token value
-	csExtQuoted                // inside quoted-string
-	csExtQPair                 // after backslash in quoted-string
-	csExtAfterQ                // right after closing quote
-	csSizeLF                   // after CR of size line
-	csData                     // in chunk data
-	csDataCR                   // expecting CR after data
-	csDataLF                   // expecting LF after data
-	csTrailerStart             // at the start of a trailer line (or the final CRLF)
-	csTrailerName              // in a trailer field name
-	csTrailerValue             // in a trailer field value
-	csTrailerLF                // after CR of a trailer line
-	csEndLF                    // after CR of the final empty line
+	csSize         uint8 = iota // in chunk-size hex digits
+	csExtBWS                    // BWS after an ext value, before ";"
+	csExtPreName                // after ";", before ext name
+	csExtName                   // in ext name
+	csExtPreEq                  // BWS after ext name, before "=" or ";"
+	csExtPreVal                 // after "=", before value
+	csExtTokVal                 // in token value
+	csExtQuoted                 // inside quoted-string
+	csExtQPair                  // after backslash in quoted-string
+	csExtAfterQ                 // right after closing quote
+	csSizeLF                    // after CR of size line
+	csData                      // in chunk data
+	csDataCR                    // expecting CR after data
+	csDataLF                    // expecting LF after data
+	csTrailerStart              // at the start of a trailer line (or the final CRLF)
+	csTrailerName               // in a trailer field name
+	csTrailerValue              // in a trailer field value
+	csTrailerLF                 // after CR of a trailer line
+	csEndLF                     // after CR of the final empty line
 	csDone
 	csError
 )

@@ -217,15 +217,21 @@ var respErr = func() (t [nCodes]*Error) {
 }()
 
 func (c ecode) req() error {
-	if c == eNeedMore {
+	switch {
+	case c == eNeedMore:
 		return ErrNeedMore
+	case reqErr[c] == nil:
+		return nil // eNone; never a typed nil in an interface
 	}
 	return reqErr[c]
 }
 
 func (c ecode) resp() error {
-	if c == eNeedMore {
+	switch {
+	case c == eNeedMore:
 		return ErrNeedMore
+	case respErr[c] == nil:
+		return nil
 	}
 	return respErr[c]
 }

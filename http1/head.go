@@ -14,6 +14,9 @@ const (
 	DefaultMaxHeaders     = 100
 )
 
+// maxHeadCap keeps every offset of a head inside a Span's uint32.
+const maxHeadCap = 1 << 30
+
 // MaxHeaders is the capacity of the fixed header arrays.
 const MaxHeaders = 100
 
@@ -27,7 +30,7 @@ func (l *Limits) norm() (head, line, hdrs int) {
 		return
 	}
 	if l.MaxHeaderBytes > 0 {
-		head = l.MaxHeaderBytes
+		head = min(l.MaxHeaderBytes, maxHeadCap)
 	}
 	if l.MaxLineBytes > 0 {
 		line = l.MaxLineBytes
@@ -283,18 +286,20 @@ func (f *fields) framing(buf []byte, minor int) (chunked bool, code ecode) {
 
 // parseContentLength accepts 1*DIGIT below 2^62.
 func parseContentLength(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 19 {
+	if len(b) == 0 {
 		return 0, false
 	}
+	const limit = 1<<62 - 1
 	var n int64
 	for _, c := range b {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(c-'0')
-	}
-	if n >= 1<<62 {
-		return 0, false
+		d := int64(c - '0')
+		if n > (limit-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
 	}
 	return n, true
 }

@@ -13,7 +13,7 @@ type Request struct {
 	ContentLength  int64
 	Chunked        bool // Transfer-Encoding: chunked (the only accepted coding)
 	Close          bool // "Connection: close", or HTTP/1.0 without "Connection: keep-alive"
-	Expect100      bool // HTTP/1.1 "Expect: 100-continue"
+	Expect100      bool // HTTP/1.1 "Expect: 100-continue"; answer 100 only when Body() != BodyNone
 	Upgrade        bool // an Upgrade header was present (any protocol)
 	WebSocket      bool // a complete, valid RFC 6455 client handshake
 	WSKey          Span // Sec-WebSocket-Key value when WebSocket

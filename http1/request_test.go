@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -505,5 +504,25 @@ func compareWithNetHTTP(t testing.TB, buf []byte) {
 	if hr.Close != r.Close {
 		t.Errorf("close: net/http %v, we %v", hr.Close, r.Close)
 	}
-	_ = strconv.Itoa
+}
+
+func TestParseContentLengthBounds(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int64
+		okay bool
+	}{
+		{"0", 0, true},
+		{"4611686018427387903", 1<<62 - 1, true},
+		{"0004611686018427387903", 1<<62 - 1, true},
+		{"4611686018427387904", 0, false},
+		{"9227000000000000000", 0, false}, // wrapped int64 once (fuzz)
+		{"18446744073709551617", 0, false},
+		{"", 0, false},
+	} {
+		n, ok := parseContentLength([]byte(tc.in))
+		if ok != tc.okay || (ok && n != tc.n) {
+			t.Errorf("%q: %d %v", tc.in, n, ok)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,20 @@ func (e *Engine) Add(clientFd, backendFd int, toBackend, toClient []byte, done f
 			closeFd(backendFd)
 		}
 		return ErrBadFd
+	}
+	// A blocking fd would stall a whole loop; this also checks both fds
+	// are open before the caller is told yes.
+	fds := [2]int{clientFd, backendFd}
+	for i, fd := range fds {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			// Not open (EBADF): closing that number could close an fd
+			// someone else just opened; close only the other one.
+			if err != unix.EBADF {
+				unix.Close(fd)
+			}
+			unix.Close(fds[1-i])
+			return fmt.Errorf("%w: %d: %w", ErrBadFd, fd, err)
+		}
 	}
 	c := command{kind: cmdAdd, fd: [2]int32{int32(clientFd), int32(backendFd)}, done: done,
 		start: int64(e.cfg.Now().Sub(e.epoch))}

@@ -180,6 +180,9 @@ func (l *loop) waitMsec() int {
 	return int((wait + time.Millisecond - 1) / time.Millisecond)
 }
 
+// run is the loop goroutine. It blocks in epoll_wait on its own OS thread
+// (no LockOSThread: measured, no gain) and handles, per wakeup: tunnel
+// events, then commands, then metrics, then the wheel.
 func (l *loop) run() {
 	defer l.e.wg.Done()
 	for {

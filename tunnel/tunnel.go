@@ -5,6 +5,52 @@
 //
 // It knows nothing of HTTP. The caller hands over raw fds with Engine.Add
 // and learns how each tunnel ended from its done callback (Stats).
+//
+// # Design
+//
+// Loops: Config.Loops goroutines, each with its own epoll fd, an eventfd
+// for commands from other goroutines (Add, CloseAll), a slab of tunnel
+// structs (chunks of 256, slots never move), a timer wheel and a pipe pool.
+// A tunnel lives on the least-loaded loop and is touched by no other
+// goroutine.
+//
+// Events: each fd is registered once, EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET,
+// and never re-armed. The 64-bit event data holds slot<<1|side and the
+// slot's generation (no Go pointer); the generation moves on when a tunnel
+// closes, so events already queued for it are dropped. Both fds leave
+// epoll (EPOLL_CTL_DEL) before close(2), since the number may be reused at
+// once. Edge-triggered means remembering: per side "readable" (until EAGAIN
+// or a short read; with RDHUP seen, until read returns 0) and "writable"
+// (until EAGAIN).
+//
+// Relay (per direction): read into the loop's scratch buffer and write to
+// the other side at once. Only if the write is partial does the direction
+// keep the buffer (pooled, ReadSize bytes) and stop reading its source;
+// EPOLLOUT on the destination writes the rest, the buffer goes back and
+// reading resumes from the remembered readable state. So the engine holds
+// at most MaxPending per direction and TCP flow control stops the sender.
+// A read that fills ReadSize (SpliceMin) switches the direction to
+// splice(2) through a pipe from the loop's pool (src→pipe, pipe→dst, in
+// chunks of at most MaxPending); when the source has nothing more (EAGAIN)
+// and the pipe is empty, the pipe goes back and the direction returns to
+// buffers. A pipe that still holds data when its tunnel closes is closed,
+// never pooled. No pipe (EMFILE...) means buffers, with a retry a tick later.
+//
+// Half-close: read(2) returning 0 passes shutdown(SHUT_WR) to the other
+// side once everything read before it is written; the other direction
+// keeps flowing. The tunnel closes when both directions are finished
+// (reason: the side that finished first), on an error before any FIN
+// (Error, with an *OpError naming the side), on idle timeout, or on
+// CloseAll/Close (Shutdown).
+//
+// Idle timeout: activity only stores lastActive (in ticks) in the tunnel.
+// The wheel holds each tunnel once; when its slot fires, the tunnel either
+// expires (no activity for the whole timeout) or is rescheduled at
+// lastActive+timeout. epoll_wait sleeps until the next tick while the
+// wheel holds anything.
+//
+// An idle tunnel holds its slab slot (about 150 bytes) and wheel links,
+// nothing else: no buffer, pipe, goroutine or runtime timer.
 package tunnel
 
 import (
