@@ -147,10 +147,11 @@ type exchange struct {
 	req    http1.Request
 	resp   http1.Response
 	chunks http1.ChunkScanner
-	buf    []byte // upstream reads; len bufSize
-	out    []byte // heads and request-body batches
-	wsKey  []byte // the client's Sec-WebSocket-Key, when ws
-	ws     bool
+	buf    []byte                       // upstream reads; len bufSize
+	out    []byte                       // heads and request-body batches
+	wsKey  []byte                       // the client's Sec-WebSocket-Key, when ws
+	ws     bool                         // the request is a WebSocket handshake
+	http10 bool                         // the request is HTTP/1.0
 	tried  []*balancer.Backend          // backends that failed to connect, for this request
 	skip   func(*balancer.Backend) bool // reports membership in tried; bound once
 }
@@ -164,7 +165,7 @@ var exchanges = sync.Pool{New: func() any {
 func (ex *exchange) reset() {
 	clear(ex.tried)
 	ex.tried = ex.tried[:0]
-	ex.ws = false
+	ex.ws, ex.http10 = false, false
 	ex.wsKey = ex.wsKey[:0]
 	if cap(ex.out) > 4*bufSize { // an unusually large head grew it
 		ex.out = make([]byte, 0, bufSize)

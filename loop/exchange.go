@@ -80,6 +80,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 		ex.wsKey = append(ex.wsKey[:0], req.WSKey.Of(head)...)
 	}
 	expect := req.Expect100 && bodyKind != http1.BodyNone
+	ex.http10 = req.Minor == 0
 	cl := req.ContentLength
 	ex.out = http1.AppendRequest(ex.out[:0], head, req, &cc.fwd)
 	r.Skip(req.HeadLen)
@@ -345,7 +346,12 @@ func (s *Server) relayResponse(cc *clientConn, ex *exchange, uc *upConn, nbuf in
 	}
 	buf := ex.buf
 	w := cc.conn.Writer()
-	ex.out = http1.AppendResponse(ex.out[:0], buf[:nbuf], resp, closeAfter)
+	if ex.http10 && !closeAfter {
+		// An HTTP/1.0 client that asked for keep-alive must be told it got it.
+		ex.out = http1.AppendResponseKeepAlive(ex.out[:0], buf[:nbuf], resp)
+	} else {
+		ex.out = http1.AppendResponse(ex.out[:0], buf[:nbuf], resp, closeAfter)
+	}
 	w.WriteBinary(ex.out)
 	data := buf[resp.HeadLen:nbuf]
 	reusable := !resp.Close

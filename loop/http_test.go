@@ -369,3 +369,22 @@ func TestSilentConnectionClosedAfterHeaderTimeout(t *testing.T) {
 		t.Errorf("silent connection: %q, %v; want EOF", rest, err)
 	}
 }
+
+func TestHTTP10KeepAlive(t *testing.T) {
+	be := httpBackend(t, echoHandler())
+	p := startProxy(t, []string{be}, nil)
+	c := dial(t, p.addr)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		fmt.Fprintf(c, "GET /ten%d HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", i)
+		resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != fmt.Sprintf("GET /ten%d", i) || !strings.EqualFold(resp.Header.Get("Connection"), "keep-alive") {
+			t.Fatalf("response %d: %q, Connection %q", i, b, resp.Header.Get("Connection"))
+		}
+	}
+}
