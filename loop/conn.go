@@ -2,7 +2,6 @@ package loop
 
 import (
 	"context"
-	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -18,11 +17,13 @@ import (
 
 type ctxKey struct{}
 
-// A client connection's state word: generation<<1 | idle bit, or
-// stateClosed once the idle wheel (or a close) has claimed it.
+// A client connection's state: busy (its handler runs), idle (waiting in
+// the idle wheel), or closed. The idle wheel claims an idle connection by
+// compare-and-swap, so it never closes one whose handler just started.
 const (
-	stateIdle   uint64 = 1
-	stateClosed uint64 = math.MaxUint64
+	stateBusy   uint32 = 0
+	stateIdle   uint32 = 1
+	stateClosed uint32 = 2
 )
 
 // clientConn is the per-connection state kept while a client is connected:
@@ -32,37 +33,27 @@ type clientConn struct {
 	fwd        http1.Forward      // immutable: client address, proto, trust
 	acceptedAt time.Time          // immutable
 
-	// state is changed by the handler goroutine (busy/idle) and by the idle
-	// wheel (idle → closed, by compare-and-swap only).
-	state atomic.Uint64
+	state atomic.Uint32 // stateBusy, stateIdle or stateClosed
+	wheel wheelLinks    // guarded by the idle wheel's mutex
 
 	served int // requests started; handler goroutine only
 }
 
 // markBusy claims an idle connection for its handler; false when the idle
 // wheel closed it first.
-func (c *clientConn) markBusy() bool {
-	for {
-		s := c.state.Load()
-		if s == stateClosed {
-			return false
-		}
-		if s&stateIdle == 0 || c.state.CompareAndSwap(s, s&^stateIdle) {
-			return true
-		}
+func (c *clientConn) markBusy(w *idleWheel) bool {
+	if !c.state.CompareAndSwap(stateIdle, stateBusy) && c.state.Load() == stateClosed {
+		return false
 	}
+	w.remove(c)
+	return true
 }
 
-// markIdle starts a new idle generation and returns its state word. Only the
-// handler calls it, while the connection is busy, so no CAS is needed.
-func (c *clientConn) markIdle() uint64 {
-	s := c.state.Load()
-	if s == stateClosed {
-		return s
+// markIdle lets the idle wheel close c after d unless a request comes.
+func (c *clientConn) markIdle(w *idleWheel, d time.Duration) {
+	if c.state.CompareAndSwap(stateBusy, stateIdle) {
+		w.add(c, d)
 	}
-	ns := ((s>>1)+1)<<1 | stateIdle
-	c.state.Store(ns)
-	return ns
 }
 
 // action is what the handler does with the connection after an exchange.
@@ -75,18 +66,19 @@ const (
 )
 
 func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
-	cc := &clientConn{conn: conn, acceptedAt: time.Now()}
+	cc := &clientConn{conn: conn, acceptedAt: time.Now(), wheel: wheelLinks{slot: -1}}
 	ip := peerIP(conn.RemoteAddr())
 	cc.fwd = http1.Forward{ClientIP: []byte(ip.String()), Proto: "http", Trusted: s.trusted(ip)}
 	s.open.Add(1)
 	mAccepted.Inc()
 	conn.AddCloseCallback(func(netpoll.Connection) error {
 		cc.state.Store(stateClosed)
+		s.idle.remove(cc)
 		s.open.Add(-1)
 		return nil
 	})
 	cc.state.Store(stateIdle)
-	s.idle.add(cc, stateIdle, s.cfg.HeaderTimeout)
+	s.idle.add(cc, s.cfg.HeaderTimeout)
 	return context.WithValue(context.Background(), ctxKey{}, cc)
 }
 
@@ -115,7 +107,7 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	if cc == nil {
 		return conn.Close()
 	}
-	if !cc.markBusy() {
+	if !cc.markBusy(s.idle) {
 		return nil // the idle wheel is closing it
 	}
 	ex := exchanges.Get().(*exchange)
@@ -130,7 +122,7 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	exchanges.Put(ex)
 	switch act {
 	case actKeep:
-		s.idle.add(cc, cc.markIdle(), s.cfg.KeepAliveTimeout)
+		cc.markIdle(s.idle, s.cfg.KeepAliveTimeout)
 	case actClose, actTunnel:
 		// For a tunnel, the close callback registered by startTunnel takes
 		// the socket over once netpoll has let go of it.
@@ -157,7 +149,7 @@ type exchange struct {
 }
 
 var exchanges = sync.Pool{New: func() any {
-	ex := &exchange{buf: make([]byte, bufSize), out: make([]byte, 0, bufSize), wsKey: make([]byte, 0, 32)}
+	ex := &exchange{buf: make([]byte, bufSize), out: make([]byte, 0, 4<<10), wsKey: make([]byte, 0, 32)}
 	ex.skip = func(b *balancer.Backend) bool { return slices.Contains(ex.tried, b) }
 	return ex
 }}

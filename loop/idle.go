@@ -6,53 +6,78 @@ import (
 )
 
 // idleWheel closes client connections that wait too long for their next
-// request. A connection is entered once each time it turns idle, tagged with
-// the state word it had then; when its slot comes round the wheel closes it
-// only if the state is unchanged (still idle, same generation). Turning busy
-// bumps the generation, so an entry never has to be removed: O(1) per idle
-// period, and no runtime timer or goroutine per connection.
+// request (or, when new, for their first byte). Each slot of the ring is an
+// intrusive doubly linked list of connections, so entering, leaving and
+// expiring are O(1) and a connection that turned busy or closed is unlinked
+// at once: the wheel never keeps a dead connection's memory alive, and no
+// runtime timer or goroutine exists per connection.
 type idleWheel struct {
 	tick  time.Duration // immutable
 	start time.Time     // immutable; tick numbers count from here
 
-	mu    sync.Mutex    // guards slots, cur
-	slots [][]idleEntry // ring; an entry due at tick t sits in slots[t%len]
+	mu    sync.Mutex    // guards slots, cur and every clientConn's wheel links
+	slots []*clientConn // heads; a connection due at tick t is in slots[t%len]
 	cur   int64         // next tick to process
 
 	quit     chan struct{}
 	quitOnce sync.Once
 }
 
-type idleEntry struct {
-	c     *clientConn
-	state uint64 // c.state when entered
-	due   int64  // tick at or after the deadline
+// wheelLinks are a clientConn's place in the idle wheel, guarded by idleWheel.mu.
+type wheelLinks struct {
+	prev, next *clientConn
+	slot       int32 // -1 when not in the wheel
+	due        int64 // tick at or after the deadline
 }
 
 func newIdleWheel(shortest, longest time.Duration) *idleWheel {
 	tick := min(max(shortest/8, 5*time.Millisecond), 250*time.Millisecond)
-	w := &idleWheel{
+	return &idleWheel{
 		tick:  tick,
 		start: time.Now(),
-		slots: make([][]idleEntry, int(longest/tick)+2),
+		slots: make([]*clientConn, int(longest/tick)+2),
 		quit:  make(chan struct{}),
 	}
-	return w
 }
 
 func (w *idleWheel) tickOf(t time.Time) int64 { return int64(t.Sub(w.start) / w.tick) }
 
-// add enters c, whose current state word is state, to be closed after d
-// unless its state changes first.
-func (w *idleWheel) add(c *clientConn, state uint64, d time.Duration) {
+// add enters c (idle) to be closed after d, unless it leaves first.
+func (w *idleWheel) add(c *clientConn, d time.Duration) {
 	due := w.tickOf(time.Now().Add(d)) + 1
 	w.mu.Lock()
-	if due < w.cur {
-		due = w.cur
+	w.unlinkLocked(c)
+	due = max(due, w.cur)
+	i := int32(due % int64(len(w.slots)))
+	c.wheel = wheelLinks{next: w.slots[i], slot: i, due: due}
+	if c.wheel.next != nil {
+		c.wheel.next.wheel.prev = c
 	}
-	i := due % int64(len(w.slots))
-	w.slots[i] = append(w.slots[i], idleEntry{c: c, state: state, due: due})
+	w.slots[i] = c
 	w.mu.Unlock()
+}
+
+// remove takes c out of the wheel, if it is there.
+func (w *idleWheel) remove(c *clientConn) {
+	w.mu.Lock()
+	w.unlinkLocked(c)
+	w.mu.Unlock()
+}
+
+func (w *idleWheel) unlinkLocked(c *clientConn) {
+	l := &c.wheel
+	if l.slot < 0 {
+		return
+	}
+	if l.prev != nil {
+		l.prev.wheel.next = l.next
+	} else {
+		w.slots[l.slot] = l.next
+	}
+	if l.next != nil {
+		l.next.wheel.prev = l.prev
+	}
+	*l = wheelLinks{slot: -1}
 }
 
 func (w *idleWheel) run() {
@@ -74,24 +99,21 @@ func (w *idleWheel) run() {
 }
 
 // advance processes every slot up to tick now and returns the connections to
-// close, which it has already marked closed.
+// close, which it has already claimed (idle → closed).
 func (w *idleWheel) advance(now int64, expired []*clientConn) []*clientConn {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for ; w.cur <= now; w.cur++ {
-		i := w.cur % int64(len(w.slots))
-		slot := w.slots[i]
-		keep := slot[:0]
-		for _, e := range slot {
-			switch {
-			case e.due > now: // a later lap (only when a deadline outgrew the ring)
-				keep = append(keep, e)
-			case e.c.state.CompareAndSwap(e.state, stateClosed):
-				expired = append(expired, e.c)
+		for c := w.slots[w.cur%int64(len(w.slots))]; c != nil; {
+			next := c.wheel.next
+			if c.wheel.due <= now { // later entries are a later lap of the ring
+				w.unlinkLocked(c)
+				if c.state.CompareAndSwap(stateIdle, stateClosed) {
+					expired = append(expired, c)
+				}
 			}
+			c = next
 		}
-		clear(slot[len(keep):])
-		w.slots[i] = keep
 	}
 	return expired
 }

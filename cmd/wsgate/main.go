@@ -13,6 +13,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -89,6 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	registerGauges(srv, engine, bal)
+	go trimMemory(5*time.Second, 1<<20)
 
 	var admin *http.Server
 	if o.admin != "off" && o.admin != "" {
@@ -144,6 +146,9 @@ func adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		metrics.WritePrometheus(w, true)
 	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	return mux
 }
 
