@@ -16,6 +16,7 @@ type Engine struct {
 	cfg          Config    // normalized; immutable
 	epoch        time.Time // cfg.Now() at New; ticks count from here
 	timeoutTicks int64     // ceil(IdleTimeout/Tick); -1 when disabled
+	finTicks     int64     // ceil(FinTimeout/Tick); -1 when disabled
 	bufs         *bufPool  // ReadSize buffers, shared by the loops
 	loops        []*loop   // immutable after New
 
@@ -28,9 +29,12 @@ type Engine struct {
 // New starts an engine with cfg (zero value: defaults).
 func New(cfg Config) (*Engine, error) {
 	cfg = cfg.normalized()
-	e := &Engine{cfg: cfg, epoch: cfg.Now(), bufs: newBufPool(cfg.ReadSize), timeoutTicks: -1}
+	e := &Engine{cfg: cfg, epoch: cfg.Now(), bufs: newBufPool(cfg.ReadSize), timeoutTicks: -1, finTicks: -1}
 	if cfg.IdleTimeout > 0 {
 		e.timeoutTicks = int64((cfg.IdleTimeout + cfg.Tick - 1) / cfg.Tick)
+	}
+	if cfg.FinTimeout > 0 {
+		e.finTicks = int64((cfg.FinTimeout + cfg.Tick - 1) / cfg.Tick)
 	}
 	for i := 0; i < cfg.Loops; i++ {
 		l, err := newLoop(e)

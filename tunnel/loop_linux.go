@@ -98,7 +98,7 @@ func newLoop(e *Engine) (*loop, error) {
 	}
 	l := &loop{e: e, epfd: epfd, evfd: evfd, events: make([]unix.EpollEvent, maxEvents)}
 	l.updateNow()
-	l.wheel = wheel.New(wheel.SlotsFor(e.timeoutTicks, maxWheelSize), l.nowTick)
+	l.wheel = wheel.New(wheel.SlotsFor(max(e.timeoutTicks, e.finTicks), maxWheelSize), l.nowTick)
 	l.expire = l.expireSlot
 	return l, nil
 }
@@ -302,15 +302,25 @@ func (l *loop) add(c *command) {
 }
 
 // expireSlot is the wheel's fire callback: close the tunnel if it has been
-// idle for the whole timeout, else wait again from its last activity.
+// idle for the whole timeout (FinTimeout once one side has finished, when
+// shorter), else wait again from its last activity.
 func (l *loop) expireSlot(idx int32) {
 	t := l.slot(idx)
 	if !t.open {
 		return
 	}
-	deadline := t.lastActive + l.e.timeoutTicks + 1
+	timeout, reason := l.e.timeoutTicks, IdleTimeout
+	if fin := l.e.finTicks; t.first >= 0 && fin >= 0 && (timeout < 0 || fin < timeout) {
+		// The side that finished first ended the tunnel; the other one
+		// just never followed.
+		timeout, reason = fin, closedBy(t.first)
+	}
+	if timeout < 0 {
+		return
+	}
+	deadline := t.lastActive + timeout + 1
 	if deadline <= l.nowTick {
-		l.close(t, idx, IdleTimeout, nil)
+		l.close(t, idx, reason, nil)
 		return
 	}
 	l.wheel.Schedule(idx, deadline)

@@ -180,7 +180,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 				return l.fail(t, idx, src, "read", err)
 			}
 			if n == 0 {
-				l.eof(t, src)
+				l.eof(t, idx, src)
 				continue
 			}
 			d.inPipe = int32(n)
@@ -208,7 +208,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 		}
 		if n == 0 {
 			l.scratch = b
-			l.eof(t, src)
+			l.eof(t, idx, src)
 			continue
 		}
 		t.lastActive = l.nowTick
@@ -249,11 +249,16 @@ func (l *loop) stopSplice(d *dir) {
 	}
 }
 
-func (l *loop) eof(t *tunnel, src int) {
+func (l *loop) eof(t *tunnel, idx int32, src int) {
 	t.dir[src].flags |= dirEOF
 	t.sflags[src] &^= sideReadable
 	if t.first < 0 {
 		t.first = int8(src)
+		// Half-closed from now on: the other side gets FinTimeout of
+		// silence to finish too, when that is sooner than the idle timeout.
+		if fin := l.e.finTicks; fin >= 0 && (l.e.timeoutTicks < 0 || fin < l.e.timeoutTicks) {
+			l.wheel.Schedule(idx, t.lastActive+fin+1)
+		}
 	}
 }
 

@@ -145,6 +145,7 @@ var (
 // Defaults for the zero Config.
 const (
 	DefaultIdleTimeout = 300 * time.Second
+	DefaultFinTimeout  = 30 * time.Second
 	DefaultReadSize    = 16 << 10
 	DefaultMaxPending  = 64 << 10
 	DefaultTick        = time.Second
@@ -156,6 +157,13 @@ type Config struct {
 	// for this long (fired within one Tick after it). Default
 	// DefaultIdleTimeout (300s); < 0 disables.
 	IdleTimeout time.Duration
+	// FinTimeout closes a half-closed tunnel (one side sent FIN) when the
+	// other side stays silent this long, so that a peer that never
+	// finishes does not keep the tunnel, and its backend's count, for the
+	// whole IdleTimeout (HAProxy's "timeout client-fin"). The close reason
+	// stays the side that finished first. Used only when shorter than
+	// IdleTimeout. Default DefaultFinTimeout (30s); < 0 disables.
+	FinTimeout time.Duration
 	// Loops is the number of epoll loops (goroutines); tunnels go to the
 	// least-loaded one. Default runtime.GOMAXPROCS(0).
 	Loops int
@@ -184,6 +192,9 @@ type Config struct {
 func (c Config) normalized() Config {
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.FinTimeout == 0 {
+		c.FinTimeout = DefaultFinTimeout
 	}
 	if c.Loops <= 0 {
 		c.Loops = runtime.GOMAXPROCS(0)

@@ -27,6 +27,7 @@ type options struct {
 	responseTO     time.Duration
 	keepaliveTO    time.Duration
 	tunnelIdleTO   time.Duration
+	tunnelFinTO    time.Duration
 	drainTO        time.Duration
 	maxHeaderBytes size
 	maxBodyBytes   size
@@ -52,6 +53,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.DurationVar(&o.responseTO, "response-timeout", loop.DefaultResponseTimeout, "time for a backend to start its response (504), and for progress while streaming")
 	fs.DurationVar(&o.keepaliveTO, "keepalive-timeout", loop.DefaultKeepAliveTimeout, "time a client connection may wait idle between requests")
 	fs.DurationVar(&o.tunnelIdleTO, "tunnel-idle-timeout", tunnel.DefaultIdleTimeout, "time a WebSocket tunnel may carry no bytes before it is closed")
+	fs.DurationVar(&o.tunnelFinTO, "tunnel-fin-timeout", tunnel.DefaultFinTimeout, "time a half-closed tunnel (one side sent FIN) waits for the other side before it is closed")
 	fs.DurationVar(&o.drainTO, "drain-timeout", 30*time.Second, "on SIGTERM/SIGINT, time to finish requests and keep tunnels up before closing them")
 	o.maxHeaderBytes = loop.DefaultMaxHeaderBytes
 	fs.Var(&o.maxHeaderBytes, "max-header-bytes", "largest request head (431); e.g. 16KiB")
@@ -81,7 +83,7 @@ func parseFlags(args []string) (*options, *pflag.FlagSet, error) {
 		v    time.Duration
 	}{
 		{"connect-timeout", o.connectTO}, {"header-timeout", o.headerTO}, {"response-timeout", o.responseTO},
-		{"keepalive-timeout", o.keepaliveTO}, {"tunnel-idle-timeout", o.tunnelIdleTO}, {"drain-timeout", o.drainTO},
+		{"keepalive-timeout", o.keepaliveTO}, {"tunnel-idle-timeout", o.tunnelIdleTO}, {"tunnel-fin-timeout", o.tunnelFinTO}, {"drain-timeout", o.drainTO},
 	} {
 		if d.v <= 0 {
 			return nil, fs, &usageError{fmt.Sprintf("invalid argument %q for \"--%s\" flag: must be positive", d.v, d.name)}

@@ -66,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wsgate: %v\n", err)
 		return 2
 	}
-	engine, err := tunnel.New(tunnel.Config{IdleTimeout: o.tunnelIdleTO})
+	engine, err := tunnel.New(tunnel.Config{IdleTimeout: o.tunnelIdleTO, FinTimeout: o.tunnelFinTO})
 	if err != nil {
 		logger.Print(err)
 		return 1
