@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"unsafe"
 )
 
 // DefaultPool is the pool a backend joins when the command line names none,
@@ -169,49 +168,79 @@ func isAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
-// Backend is one upstream server in one pool. Its identity (address, pool,
-// weight) is immutable after New; its counters are atomics and may be read
-// and changed from any goroutine.
+// Backend is one upstream server in one pool. Its identity (pool, address)
+// is immutable; it survives reloads and DNS re-resolution for as long as its
+// pool keeps that address, so its counts are never reset. Every other field
+// is an atomic or lives behind its health mutex: any goroutine may read it.
 type Backend struct {
-	// The counters come first and the struct is padded to two cache lines,
-	// so that concurrent Picks of different backends in one pool do not
-	// bounce a shared line between cores (measured: BenchmarkPickParallel).
+	// The first cache line holds what Pick reads and writes; a Backend is
+	// exactly two lines (TestBackendSize), so concurrent Picks of different
+	// backends do not bounce a shared line between cores (measured:
+	// BenchmarkPickParallel).
 
 	// active is the number of Picks not yet Released: in-flight requests plus
 	// live tunnels. Changed only by Pick (+1) and Release (-1, never left
 	// below 0).
 	active atomic.Int64
-	// picks counts every Pick of this backend since New.
+	// picks counts every Pick of this backend since it was created.
 	picks atomic.Uint64
 	// underflows counts Releases that found active already at 0 (a caller
 	// bug: a Release without its Pick); they are undone, not applied.
 	underflows atomic.Uint64
-
 	// rrCurrent is the smooth weighted round-robin "current weight".
 	// Guarded by the owning Pool's rrMu.
 	rrCurrent int64
+	// weight is 1..MaxWeight; a reload may change it.
+	weight atomic.Int64
+	// flags are the fXxx state bits; changed by compare-and-swap only, so
+	// each change of state is seen (and logged) once.
+	flags atomic.Uint32
+	// tunnels is how many of active are live tunnels (TunnelStarted).
+	tunnels atomic.Int32
+	// ejectUntil is when a passive ejection ends (clock nanoseconds); read
+	// only while fEjected is set.
+	ejectUntil atomic.Int64
+	// slowFrom is when slow start began (clock nanoseconds); read only while
+	// fSlow is set.
+	slowFrom atomic.Int64
 
-	addr   string // immutable; HOST:PORT
-	pool   string // immutable; name of the pool holding it
-	weight int64  // immutable; 1..MaxWeight
-
-	_ [128 - 8*5 - 2*unsafe.Sizeof("")]byte
+	addr string    // immutable; HOST:PORT dialed (an IP when found by DNS)
+	pool string    // immutable; name of the pool holding it
+	host string    // immutable; HOST:PORT as configured (the Host of health checks)
+	bl   *Balancer // immutable; owner: clock, health settings, log
+	h    *health   // immutable pointer; the health state behind its mutex
 }
 
-// Addr returns HOST:PORT, as configured.
+// State bits of Backend.flags.
+const (
+	fDown     uint32 = 1 << iota // active checks failed --health-fall times in a row
+	fEjected                     // passive: --max-fails failures within --fail-timeout
+	fDraining                    // removed by a reload or DNS: takes no new requests
+	fSlow                        // slow start: effective weight still ramping up
+)
+
+// Addr returns HOST:PORT to dial: as configured, or IP:PORT for a backend
+// found by resolving a configured name.
 func (b *Backend) Addr() string { return b.addr }
+
+// Host returns HOST:PORT as configured (the name, for a backend found by
+// DNS); health checks send it as Host.
+func (b *Backend) Host() string { return b.host }
 
 // Pool returns the name of the pool that holds b.
 func (b *Backend) Pool() string { return b.pool }
 
-// Weight returns b's weight, 1..MaxWeight.
-func (b *Backend) Weight() int { return int(b.weight) }
+// Weight returns b's configured weight, 1..MaxWeight.
+func (b *Backend) Weight() int { return int(b.weight.Load()) }
 
 // Active returns the in-flight requests plus live tunnels currently counted
 // against b: Picks not yet Released.
 func (b *Backend) Active() int64 { return b.active.Load() }
 
-// Picks returns how many times b was picked since the Balancer was built.
+// Tunnels returns how many of Active are live tunnels.
+func (b *Backend) Tunnels() int64 { return int64(b.tunnels.Load()) }
+
+// Picks returns how many times b was picked since it was created.
 func (b *Backend) Picks() uint64 { return b.picks.Load() }
 
 // Underflows returns how many Releases found nothing to release (each one is
@@ -219,8 +248,8 @@ func (b *Backend) Picks() uint64 { return b.picks.Load() }
 func (b *Backend) Underflows() uint64 { return b.underflows.Load() }
 
 // Release undoes one Pick: call it exactly once when the request finishes or
-// the tunnel closes. The count never goes below 0; an extra Release is
-// ignored and counted in Underflows.
+// the tunnel closes (for a tunnel, TunnelEnded does it). The count never goes
+// below 0; an extra Release is ignored and counted in Underflows.
 func (b *Backend) Release() {
 	if b.active.Add(-1) < 0 {
 		// Undo: the count may read -1 for this instant, which a concurrent
@@ -228,6 +257,16 @@ func (b *Backend) Release() {
 		b.active.Add(1)
 		b.underflows.Add(1)
 	}
+}
+
+// TunnelStarted marks one Pick of b as a live tunnel (it stays counted in
+// Active); call TunnelEnded, instead of Release, when the tunnel closes.
+func (b *Backend) TunnelStarted() { b.tunnels.Add(1) }
+
+// TunnelEnded ends a tunnel counted by TunnelStarted and releases its Pick.
+func (b *Backend) TunnelEnded() {
+	b.tunnels.Add(-1)
+	b.Release()
 }
 
 // acquire counts one Pick against b.

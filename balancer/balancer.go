@@ -1,10 +1,16 @@
 package balancer
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log"
+	"net/netip"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Config is what New builds a Balancer from. The zero value of each field
@@ -18,58 +24,121 @@ type Config struct {
 	Routes []RouteConfig
 	// Policy for every pool; default LeastConn.
 	Policy Policy
+	// Health configures active checks and passive ejection (see HealthConfig).
+	Health HealthConfig
+	// SlowStart ramps the effective weight of a backend that joined (by
+	// reload or DNS) or recovered (from down or ejected) from 1/16 to full
+	// over this long; 0 (the default) disables it.
+	SlowStart time.Duration
+	// Resolver, when set, turns each backend whose host is a name into one
+	// backend per address the name resolves to, re-resolved every
+	// DNSInterval once Start has run; addresses that vanish drain. nil: names
+	// are kept as given and resolved by each dial.
+	Resolver Resolver
+	// DNSInterval is how often names are re-resolved; default
+	// DefaultDNSInterval.
+	DNSInterval time.Duration
+	// DrainTimeout is how long a removed backend is kept in the status (and
+	// its counts followed) while its tunnels finish; default
+	// DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// Clock is the time source for health, ejection, slow start and drain;
+	// default the real clock. Tests inject a fake one.
+	Clock Clock
+	// Logf logs state changes (once per change); default log.Printf.
+	Logf func(format string, args ...any)
 }
 
-// Balancer maps requests to pools and holds the pools. Immutable after New
-// and safe for concurrent use; a changed backend set means a new Balancer.
+// Defaults for the zero values of Config.
+const (
+	DefaultDNSInterval  = 5 * time.Second
+	DefaultDrainTimeout = 30 * time.Second
+)
+
+// Balancer maps requests to pools and holds the pools. Routes are immutable
+// after New; the backends of each pool change with Update (reload) and DNS
+// re-resolution, keeping the same *Backend (and its counts) for an address
+// that stays. Safe for concurrent use.
 type Balancer struct {
-	pools  []*Pool          // immutable; configuration order
-	byName map[string]*Pool // immutable
-	routes []route          // immutable; in matching order (see New)
+	cfg    Config  // normalized; immutable (cfg.Backends is the set New got)
+	clock  Clock   // immutable
+	routes []route // immutable; in matching order (see New)
+
+	pools atomic.Pointer[poolSet] // replaced when a reload adds a pool; never nil
+
+	// mu guards the fields below and serialises changes of the backend
+	// set (Update, DNS refresh, drain sweep, Start, Close).
+	mu       sync.Mutex
+	spec     []BackendConfig         // the configured set: New's, then the last good Update
+	resolved map[string][]netip.Addr // lower-case name → its last good answer
+	byKey    map[string]*Backend     // live and draining backends by backendKey
+	draining map[*Backend]time.Time  // removed backends → when removal began
+	running  bool                    // Start ran and Close did not
+	stop     context.CancelFunc      // cancels probes and lookups; set by Start
+	ctx      context.Context         // done after Close; set by Start
+	timers   []Timer                 // DNS and drain timers, stopped by Close
+}
+
+// poolSet is an immutable snapshot of the pools.
+type poolSet struct {
+	pools  []*Pool          // configuration order
+	byName map[string]*Pool // by name
 }
 
 // New validates cfg and builds a Balancer. It fails when there are no
 // backends, a backend address or weight is invalid, one pool lists the same
 // address twice, two routes have the same host and prefix, or a route names
 // a pool that no backend is in. A pool that no route names is allowed.
+// With a Resolver, names are resolved once here (a failure leaves that
+// name without backends until a later resolution succeeds, and is logged).
+// Background work (active checks, DNS, drain) begins with Start.
 func New(cfg Config) (*Balancer, error) {
-	if len(cfg.Backends) == 0 {
-		return nil, errors.New("balancer: no backends")
-	}
 	if cfg.Policy != LeastConn && cfg.Policy != RoundRobin {
 		return nil, fmt.Errorf("balancer: unknown policy %v", cfg.Policy)
 	}
-	bl := &Balancer{byName: make(map[string]*Pool)}
-	seen := make(map[string]bool) // "pool\x00lower(addr)"
-	for _, bc := range cfg.Backends {
-		if bc.Pool == "" {
-			bc.Pool = DefaultPool
-		}
-		if err := checkPoolName(bc.Pool); err != nil {
-			return nil, fmt.Errorf("balancer: backend %s: %v", bc.Addr, err)
-		}
-		if _, err := checkHostPort(bc.Addr); err != nil {
-			return nil, fmt.Errorf("balancer: backend %q: %v", bc.Addr, err)
-		}
-		if bc.Weight == 0 {
-			bc.Weight = 1
-		}
-		if bc.Weight < 1 || bc.Weight > MaxWeight {
-			return nil, fmt.Errorf("balancer: backend %s: weight must be 1..%d, got %d", bc.Addr, MaxWeight, bc.Weight)
-		}
-		key := bc.Pool + "\x00" + strings.ToLower(bc.Addr)
-		if seen[key] {
-			return nil, fmt.Errorf("balancer: backend %s listed twice in pool %q", bc.Addr, bc.Pool)
-		}
-		seen[key] = true
-		p := bl.byName[bc.Pool]
-		if p == nil {
-			p = &Pool{name: bc.Pool, policy: cfg.Policy}
-			bl.byName[bc.Pool] = p
-			bl.pools = append(bl.pools, p)
-		}
-		p.backends = append(p.backends, &Backend{addr: bc.Addr, pool: bc.Pool, weight: int64(bc.Weight)})
+	specs, err := checkBackends(cfg.Backends)
+	if err != nil {
+		return nil, err
 	}
+	cfg.Health = cfg.Health.normalized()
+	if cfg.DNSInterval <= 0 {
+		cfg.DNSInterval = DefaultDNSInterval
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = log.Printf
+	}
+	cfg.Backends = specs
+	bl := &Balancer{
+		cfg:      cfg,
+		clock:    cfg.Clock,
+		spec:     specs,
+		resolved: make(map[string][]netip.Addr),
+		byKey:    make(map[string]*Backend),
+		draining: make(map[*Backend]time.Time),
+	}
+	ps := &poolSet{byName: make(map[string]*Pool)}
+	for _, bc := range specs {
+		if ps.byName[bc.Pool] == nil {
+			p := makePool(bc.Pool, cfg.Policy, bl)
+			ps.byName[bc.Pool] = p
+			ps.pools = append(ps.pools, p)
+		}
+	}
+	bl.pools.Store(ps)
+	if cfg.Resolver != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.DNSInterval)
+		bl.resolveAll(ctx, specs)
+		cancel()
+	}
+	bl.mu.Lock()
+	bl.applyLocked(true)
+	bl.mu.Unlock()
 
 	rcs := cfg.Routes
 	hasRoot := false
@@ -84,7 +153,7 @@ func New(cfg Config) (*Balancer, error) {
 			return nil, fmt.Errorf("balancer: route %q: host %q and prefix %q already routed", n.String(), n.Host, n.Prefix)
 		}
 		dup[key] = true
-		p := bl.byName[n.Pool]
+		p := ps.byName[n.Pool]
 		if p == nil {
 			return nil, fmt.Errorf("balancer: route %q: no backend in pool %q", n.String(), n.Pool)
 		}
@@ -94,7 +163,7 @@ func New(cfg Config) (*Balancer, error) {
 		}
 	}
 	if !hasRoot {
-		if p := bl.byName[DefaultPool]; p != nil {
+		if p := ps.byName[DefaultPool]; p != nil {
 			bl.routes = append(bl.routes, compileRoute(RouteConfig{Prefix: "/", Pool: DefaultPool}, p))
 		}
 	}
@@ -118,6 +187,44 @@ func New(cfg Config) (*Balancer, error) {
 	return bl, nil
 }
 
+// checkBackends validates a backend set and returns it normalized (pool
+// named, weight set). It fails when the set is empty, a value is invalid,
+// or one pool lists the same address twice.
+func checkBackends(in []BackendConfig) ([]BackendConfig, error) {
+	if len(in) == 0 {
+		return nil, errors.New("balancer: no backends")
+	}
+	out := make([]BackendConfig, 0, len(in))
+	seen := make(map[string]bool) // backendKey
+	for _, bc := range in {
+		if bc.Pool == "" {
+			bc.Pool = DefaultPool
+		}
+		if err := checkPoolName(bc.Pool); err != nil {
+			return nil, fmt.Errorf("balancer: backend %s: %v", bc.Addr, err)
+		}
+		if _, err := checkHostPort(bc.Addr); err != nil {
+			return nil, fmt.Errorf("balancer: backend %q: %v", bc.Addr, err)
+		}
+		if bc.Weight == 0 {
+			bc.Weight = 1
+		}
+		if bc.Weight < 1 || bc.Weight > MaxWeight {
+			return nil, fmt.Errorf("balancer: backend %s: weight must be 1..%d, got %d", bc.Addr, MaxWeight, bc.Weight)
+		}
+		key := backendKey(bc.Pool, bc.Addr)
+		if seen[key] {
+			return nil, fmt.Errorf("balancer: backend %s listed twice in pool %q", bc.Addr, bc.Pool)
+		}
+		seen[key] = true
+		out = append(out, bc)
+	}
+	return out, nil
+}
+
+// backendKey identifies a backend across reloads: pool and address.
+func backendKey(pool, addr string) string { return pool + "\x00" + strings.ToLower(addr) }
+
 func compileRoute(rc RouteConfig, p *Pool) route {
 	r := route{kind: routeAnyHost, prefix: rc.Prefix, pool: p, cfg: rc}
 	switch {
@@ -130,16 +237,27 @@ func compileRoute(rc RouteConfig, p *Pool) route {
 	return r
 }
 
-// Pools returns the pools in configuration order. The slice is shared:
-// callers must not modify it.
-func (b *Balancer) Pools() []*Pool { return b.pools }
+// Pools returns the pools in configuration order (pools first named by a
+// reload come last). The slice is shared: callers must not modify it.
+func (b *Balancer) Pools() []*Pool { return b.pools.Load().pools }
 
 // Pool returns the pool with that name ("" means DefaultPool), or nil.
 func (b *Balancer) Pool(name string) *Pool {
 	if name == "" {
 		name = DefaultPool
 	}
-	return b.byName[name]
+	return b.pools.Load().byName[name]
+}
+
+// Backend returns the live backend of pool ("" means DefaultPool) with
+// address addr (as Addr returns it, case-insensitive), or nil. A draining
+// backend is not returned.
+func (b *Balancer) Backend(pool, addr string) *Backend {
+	p := b.Pool(pool)
+	if p == nil {
+		return nil
+	}
+	return p.Lookup(addr)
 }
 
 // Routes returns the effective routes in matching order, including an

@@ -3,7 +3,9 @@ package balancer
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Policy is how a Pool picks among its backends.
@@ -40,17 +42,29 @@ func (p Policy) String() string {
 	return fmt.Sprintf("Policy(%d)", uint8(p))
 }
 
-// Pool is a named set of backends sharing one pick policy. Its name, backend
-// list and policy are immutable after New; Pick and Release may be called
-// from any number of goroutines.
+// Pool is a named set of backends sharing one pick policy. Its name and
+// policy are immutable; its backend list is replaced as a whole by reloads
+// and DNS re-resolution. Pick and Release may be called from any number of
+// goroutines.
 type Pool struct {
-	name     string     // immutable
-	backends []*Backend // immutable after New; never empty
-	policy   Policy     // immutable
+	name   string    // immutable
+	policy Policy    // immutable
+	bl     *Balancer // immutable; owner
+
+	// live is the backends that take new requests (not draining), in
+	// configuration order; the slice is never modified once stored. Empty
+	// when a reload or DNS left the pool without backends: Pick returns nil.
+	live atomic.Pointer[[]*Backend]
 
 	// rrMu serialises RoundRobin picks: the smooth weighted round robin
 	// updates every backend's rrCurrent together. Unused by LeastConn.
 	rrMu sync.Mutex
+}
+
+func makePool(name string, policy Policy, bl *Balancer) *Pool {
+	p := &Pool{name: name, policy: policy, bl: bl}
+	p.live.Store(&[]*Backend{})
+	return p
 }
 
 // Name returns the pool's name.
@@ -59,25 +73,53 @@ func (p *Pool) Name() string { return p.name }
 // Policy returns the pool's pick policy.
 func (p *Pool) Policy() Policy { return p.policy }
 
-// Backends returns the pool's backends in configuration order. The slice is
-// shared: callers must not modify it.
-func (p *Pool) Backends() []*Backend { return p.backends }
+// Backends returns the pool's live backends (draining ones excluded, healthy
+// or not) in configuration order. The slice is shared: callers must not
+// modify it; a reload stores a new one.
+func (p *Pool) Backends() []*Backend { return *p.live.Load() }
 
-// Active returns the sum of the backends' Active counts.
+// Lookup returns the live backend with address addr (as Addr returns it,
+// ASCII case-insensitive), or nil.
+func (p *Pool) Lookup(addr string) *Backend {
+	for _, b := range p.Backends() {
+		if strings.EqualFold(b.addr, addr) {
+			return b
+		}
+	}
+	return nil
+}
+
+// Active returns the sum of the live backends' Active counts.
 func (p *Pool) Active() int64 {
 	var n int64
-	for _, b := range p.backends {
+	for _, b := range p.Backends() {
 		n += b.Active()
 	}
 	return n
 }
 
-// Pick chooses a backend and counts one against it (its Active grows by 1);
-// the caller must call Release on it exactly once when the request finishes
-// or its tunnel closes. skip, if non-nil, excludes backends (for example,
-// those already tried for this request); it is called at most once per
-// backend and must not call Pick. Pick returns nil when every backend is
-// skipped. It does not allocate.
+// Healthy returns how many live backends would be picked now.
+func (p *Pool) Healthy() int {
+	n := 0
+	var now int64
+	for _, b := range p.Backends() {
+		if b.usable(&now) {
+			n++
+		}
+	}
+	return n
+}
+
+// Pick chooses a backend that takes requests now (not down by active
+// checks, not ejected by passive ones, not draining) and counts one against
+// it (its Active grows by 1); the caller must call Release on it exactly
+// once when the request finishes or its tunnel closes. skip, if non-nil,
+// excludes backends (for example, those already tried for this request);
+// it is called at most once per backend and must not call Pick. Pick
+// returns nil when no backend is left. It does not allocate.
+//
+// Weights are effective weights: the configured weight, ramped down while
+// a backend is in slow start.
 //
 // LeastConn reads each backend's atomic counter without a lock and then
 // increments the winner; two concurrent Picks may both see the same minimum
@@ -113,23 +155,26 @@ func (p *Pool) pickLeastConn(skip func(*Backend) bool) *Backend {
 	var (
 		best     *Backend
 		bestLoad int64 // best.active+1 as read during this scan
+		bestW    int64 // best's effective weight
 		ties     uint64
 		rnd      uint64 // LCG state, seeded from math/rand/v2 at the first tie
+		now      int64  // clock, read at most once, only when a state needs it
 	)
-	for _, b := range p.backends {
-		if skip != nil && skip(b) {
+	for _, b := range *p.live.Load() {
+		if !b.usable(&now) || skip != nil && skip(b) {
 			continue
 		}
 		load := b.active.Load() + 1
+		w := b.effWeight(&now)
 		if best == nil {
-			best, bestLoad, ties = b, load, 1
+			best, bestLoad, bestW, ties = b, load, w, 1
 			continue
 		}
-		// load/b.weight vs bestLoad/best.weight; weights ≤ 256 so no overflow.
-		l, r := load*best.weight, bestLoad*b.weight
+		// load/w vs bestLoad/bestW; scaled weights are < 2^19, so no overflow.
+		l, r := load*bestW, bestLoad*w
 		switch {
 		case l < r:
-			best, bestLoad, ties = b, load, 1
+			best, bestLoad, bestW, ties = b, load, w, 1
 		case l == r:
 			// Reservoir sampling: keep b with probability 1/ties. One
 			// ChaCha8 draw per Pick seeds a 64-bit LCG (Knuth MMIX) whose high
@@ -141,7 +186,7 @@ func (p *Pool) pickLeastConn(skip func(*Backend) bool) *Backend {
 			ties++
 			rnd = rnd*6364136223846793005 + 1442695040888963407
 			if (rnd>>32)*ties>>32 == 0 {
-				best, bestLoad = b, load
+				best, bestLoad, bestW = b, load, w
 			}
 		}
 	}
@@ -149,21 +194,24 @@ func (p *Pool) pickLeastConn(skip func(*Backend) bool) *Backend {
 }
 
 // pickRoundRobin is nginx's smooth weighted round robin
-// (ngx_http_upstream_get_peer) over the backends not skipped: each gains its
-// weight, the largest current weight wins and loses the total.
+// (ngx_http_upstream_get_peer) over the usable backends not skipped: each
+// gains its effective weight, the largest current weight wins and loses the
+// total.
 func (p *Pool) pickRoundRobin(skip func(*Backend) bool) *Backend {
 	p.rrMu.Lock()
 	defer p.rrMu.Unlock()
 	var (
 		best  *Backend
 		total int64
+		now   int64
 	)
-	for _, b := range p.backends {
-		if skip != nil && skip(b) {
+	for _, b := range *p.live.Load() {
+		if !b.usable(&now) || skip != nil && skip(b) {
 			continue
 		}
-		b.rrCurrent += b.weight
-		total += b.weight
+		w := b.effWeight(&now)
+		b.rrCurrent += w
+		total += w
 		if best == nil || b.rrCurrent > best.rrCurrent {
 			best = b
 		}

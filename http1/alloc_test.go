@@ -43,6 +43,7 @@ func TestZeroAllocs(t *testing.T) {
 		{"AppendRequest WebSocket", func() { AppendRequest(dst[:0], wsBuf, &ws, fw) }},
 		{"AppendResponse", func() { AppendResponse(dst[:0], respBuf, &resp, true) }},
 		{"AppendError", func() { AppendError(dst[:0], 431, true) }},
+		{"AppendRejection", func() { AppendRejection(dst[:0], ErrBadWebSocketVersion, true) }},
 		{"AcceptKey", func() { AcceptKey(dst[:0], ws.WSKey.Of(wsBuf)) }},
 		{"CheckWebSocket", func() { up.CheckWebSocket(upBuf, ws.WSKey.Of(wsBuf)) }},
 	} {

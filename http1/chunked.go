@@ -67,6 +67,12 @@ func (s *ChunkScanner) Reset() { *s = ChunkScanner{} }
 // Payload returns the decoded data bytes seen so far.
 func (s *ChunkScanner) Payload() int64 { return s.payload }
 
+// Committed returns a lower bound of the payload of a valid body: the data
+// bytes seen plus what the current chunk-size line has announced and not yet
+// arrived. A body limit can be enforced with it as soon as a chunk is
+// announced, before its data is read.
+func (s *ChunkScanner) Committed() int64 { return s.payload + int64(s.size) }
+
 // Done reports whether the whole body has been consumed.
 func (s *ChunkScanner) Done() bool { return s.state == csDone }
 

@@ -147,3 +147,25 @@ func readChunkedViaNetHTTP(raw []byte) ([]byte, error) {
 	}
 	return io.ReadAll(req.Body)
 }
+
+func TestChunkScannerCommitted(t *testing.T) {
+	var s ChunkScanner
+	steps := []struct {
+		in   string
+		want int64
+	}{
+		{"1", 1}, {"0", 16}, {"0\r", 256}, {"\n", 256}, {"abc", 256}, {strings.Repeat("x", 253), 256},
+		{"\r\n", 256}, {"3\r\n", 259}, {"ab", 259}, {"c\r\n0\r\n\r\n", 259},
+	}
+	for _, st := range steps {
+		if _, _, err := s.Scan([]byte(st.in)); err != nil {
+			t.Fatalf("after %q: %v", st.in, err)
+		}
+		if got := s.Committed(); got != st.want {
+			t.Fatalf("after %q: Committed %d, want %d", st.in, got, st.want)
+		}
+	}
+	if !s.Done() || s.Payload() != 259 {
+		t.Fatalf("done %v payload %d", s.Done(), s.Payload())
+	}
+}

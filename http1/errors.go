@@ -20,6 +20,9 @@ var ErrNeedMore = errors.New("http1: need more data")
 // StatusOf returns the status an error should be answered with: e.Status for
 // an *Error (also when wrapped), 400 for anything else.
 func StatusOf(err error) int {
+	if e, ok := err.(*Error); ok { // the common case, without allocating
+		return e.Status
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Status
@@ -91,7 +94,8 @@ var (
 	ErrBadLineEnd = &Error{400, "line not terminated by CRLF"}
 	// ErrObsFold: a header line starting with SP or HTAB (400).
 	ErrObsFold = &Error{400, "obsolete line folding"}
-	// ErrBadHeaderName: empty or non-token field name, or no colon (400).
+	// ErrBadHeaderName: empty or non-token field name, no colon, or (in a
+	// request) Content_Length / Transfer_Encoding spelled with '_' (400).
 	ErrBadHeaderName = &Error{400, "malformed header field name"}
 	// ErrBadHeaderValue: NUL, CTL or DEL in a field value (400).
 	ErrBadHeaderValue = &Error{400, "invalid header field value"}
@@ -121,16 +125,17 @@ var (
 	ErrBadConnection = &Error{400, "invalid Connection header"}
 	// ErrExpectation: an Expect other than 100-continue in HTTP/1.1 (417).
 	ErrExpectation = &Error{417, "unsupported expectation"}
-	// ErrBadWebSocket: Upgrade names websocket but the request is not a
-	// valid RFC 6455 handshake (not GET, not HTTP/1.1, no "Connection:
-	// upgrade", or it has a body) (400).
+	// ErrBadWebSocket: an HTTP/1.1 request with Upgrade naming websocket and
+	// the Connection option "upgrade" that is not a GET or has a body
+	// (RFC 6455 4.1) (400).
 	ErrBadWebSocket = &Error{400, "invalid WebSocket handshake"}
 	// ErrBadWebSocketKey: Sec-WebSocket-Key missing, repeated, or not base64
 	// of 16 bytes in a WebSocket handshake (400).
 	ErrBadWebSocketKey = &Error{400, "invalid Sec-WebSocket-Key"}
 	// ErrBadWebSocketVersion: Sec-WebSocket-Version missing, repeated or not
-	// 13 in a WebSocket handshake (400).
-	ErrBadWebSocketVersion = &Error{400, "unsupported Sec-WebSocket-Version"}
+	// 13 in a WebSocket handshake (426; AppendRejection adds
+	// "Sec-WebSocket-Version: 13", RFC 6455 4.2.2).
+	ErrBadWebSocketVersion = &Error{426, "unsupported Sec-WebSocket-Version"}
 	// ErrConnect: CONNECT; the proxy does not tunnel (501).
 	ErrConnect = &Error{501, "CONNECT not supported"}
 	// ErrBodyTooLarge is for the connection layer: body over --max-body-bytes (413).

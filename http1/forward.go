@@ -5,6 +5,10 @@ type Forward struct {
 	ClientIP []byte // textual client address, no port; bytes that cannot appear in an address are dropped
 	Proto    string // "http" or "https"
 	Trusted  bool   // peer is a trusted proxy: append to the client's X-Forwarded-For and Forwarded and keep its X-Forwarded-Proto/Host and X-Real-IP; otherwise replace them
+	// Target, when non-nil, replaces the request target in the request line
+	// (a route that strips its prefix); the caller keeps it valid (visible
+	// ASCII, origin form). nil sends the target as received.
+	Target []byte
 }
 
 // hopByHop reports whether headers of kind k are never forwarded as
@@ -13,7 +17,7 @@ type Forward struct {
 func hopByHop(k uint8) bool {
 	switch k {
 	case kConnection, kKeepAlive, kProxyConnection, kTE, kTrailer, kUpgrade,
-		kProxyAuthorization, kProxyAuthenticate:
+		kProxyAuthorization, kProxyAuthenticate, kHTTP2Settings:
 		return true
 	}
 	return false
@@ -39,7 +43,7 @@ func (f *fields) named(buf, name []byte) bool {
 // for r and f: with cap(dst)-len(dst) at least this, it does not allocate.
 func MaxAppendRequest(r *Request, f *Forward) int {
 	ip, host, proto := len(f.ClientIP), int(r.Host.Len), len(f.Proto)
-	return r.HeadLen + 2*r.N + 256 + 4*ip + 3*host + 3*proto
+	return r.HeadLen + 2*r.N + 256 + 4*ip + 3*host + 3*proto + len(f.Target)
 }
 
 // MaxAppendResponse returns an upper bound of the bytes AppendResponse (or
@@ -53,7 +57,8 @@ func MaxAppendResponse(resp *Response) int {
 //
 //   - the request line unchanged (also its version: an HTTP/1.0 request is
 //     sent as HTTP/1.0, with "Connection: keep-alive" added so the upstream
-//     connection can be reused);
+//     connection can be reused), except that a non-nil f.Target replaces
+//     the target;
 //   - headers in their order, rebuilt as "Name: value" with the name as
 //     received, except: Connection, Keep-Alive, Proxy-Connection, TE,
 //     Trailer, Upgrade, Proxy-Authorization (credentials for a proxy, never
@@ -74,7 +79,11 @@ func MaxAppendResponse(resp *Response) int {
 func AppendRequest(dst, buf []byte, r *Request, f *Forward) []byte {
 	dst = append(dst, r.Method.Of(buf)...)
 	dst = append(dst, ' ')
-	dst = append(dst, r.Target.Of(buf)...)
+	if f.Target != nil {
+		dst = append(dst, f.Target...)
+	} else {
+		dst = append(dst, r.Target.Of(buf)...)
+	}
 	if r.Minor == 0 {
 		dst = append(dst, " HTTP/1.0\r\n"...)
 	} else {

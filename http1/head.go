@@ -88,6 +88,8 @@ const (
 	kSecWebSocketKey
 	kSecWebSocketVersion
 	kSecWebSocketAccept
+	kHTTP2Settings
+	kFramingLookalike // content_length, transfer_encoding (any '_' for '-'): refused in requests
 )
 
 // kindOf classifies a header name (case-insensitive).
@@ -130,6 +132,12 @@ func kindOf(n []byte) uint8 {
 		if equalFold(n, "content-length") {
 			return kContentLength
 		}
+		if equalFold(n, "http2-settings") {
+			return kHTTP2Settings
+		}
+		if lookalike(n, "content-length") {
+			return kFramingLookalike
+		}
 	case 15:
 		if equalFold(n, "x-forwarded-for") {
 			return kXForwardedFor
@@ -151,6 +159,9 @@ func kindOf(n []byte) uint8 {
 		if equalFold(n, "sec-websocket-key") {
 			return kSecWebSocketKey
 		}
+		if lookalike(n, "transfer-encoding") {
+			return kFramingLookalike
+		}
 	case 18:
 		if equalFold(n, "proxy-authenticate") {
 			return kProxyAuthenticate
@@ -169,6 +180,27 @@ func kindOf(n []byte) uint8 {
 		}
 	}
 	return kOther
+}
+
+// lookalike reports whether n spells the lower-case name s with at least one
+// '-' written as '_' (case-insensitive). Some servers (CGI, PHP, Rails
+// behind a gateway that maps '_' to '-') read such a name as s: a request
+// whose framing they would read differently from us.
+func lookalike(n []byte, s string) bool {
+	if len(n) != len(s) {
+		return false
+	}
+	under := false
+	for i := 0; i < len(n); i++ {
+		if n[i] == '_' && s[i] == '-' {
+			under = true
+			continue
+		}
+		if lower(n[i]) != s[i] {
+			return false
+		}
+	}
+	return under
 }
 
 // scanField parses one header line "name:OWS value OWS CRLF" starting at i,

@@ -14,7 +14,7 @@ type Request struct {
 	Chunked        bool // Transfer-Encoding: chunked (the only accepted coding)
 	Close          bool // "Connection: close", or HTTP/1.0 without "Connection: keep-alive"
 	Expect100      bool // HTTP/1.1 "Expect: 100-continue"; answer 100 only when Body() != BodyNone
-	Upgrade        bool // an Upgrade header was present (any protocol)
+	Upgrade        bool // HTTP/1.1 with an Upgrade header (any protocol) and the Connection option "upgrade"
 	WebSocket      bool // a complete, valid RFC 6455 client handshake
 	WSKey          Span // Sec-WebSocket-Key value when WebSocket
 
@@ -141,6 +141,8 @@ func (r *Request) parse(buf []byte, lim *Limits) ecode {
 		r.N++
 		switch k {
 		case kOther:
+		case kFramingLookalike:
+			return eBadHeaderName
 		case kHost:
 			if r.hostSet {
 				return eDuplicateHost
@@ -157,7 +159,7 @@ func (r *Request) parse(buf []byte, lim *Limits) ecode {
 			}
 		case kUpgrade:
 			r.Upgrade = true
-			if !validProtocolList(h.Value.Of(buf)) {
+			if r.Minor == 1 && !validProtocolList(h.Value.Of(buf)) {
 				return eBadHeaderValue
 			}
 		case kSecWebSocketKey:
@@ -350,6 +352,10 @@ func (r *Request) finish(buf []byte, wsKeys, wsVers int, wsVer Span, expectBad b
 		return eExpectation
 	}
 	r.Close = r.f.connClose || (r.Minor == 0 && !r.f.connKeep)
+	// An upgrade is requested only by HTTP/1.1 with both Upgrade and the
+	// "upgrade" connection option (RFC 9110 7.8); an unpaired Upgrade or
+	// option, or either in HTTP/1.0, is ignored (and not forwarded).
+	r.Upgrade = r.Upgrade && r.f.connUpg && r.Minor == 1
 	if !r.Upgrade {
 		r.WSKey = Span{}
 		return eNone
@@ -366,7 +372,7 @@ func (r *Request) finish(buf []byte, wsKeys, wsVers int, wsVer Span, expectBad b
 		r.WSKey = Span{}
 		return eNone
 	}
-	if string(r.Method.Of(buf)) != "GET" || r.Minor != 1 || !r.f.connUpg || r.Chunked || r.ContentLength > 0 {
+	if string(r.Method.Of(buf)) != "GET" || r.Chunked || r.ContentLength > 0 {
 		return eBadWebSocket
 	}
 	if wsKeys != 1 || !validWSKey(r.WSKey.Of(buf)) {

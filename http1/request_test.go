@@ -102,6 +102,20 @@ var validRequests = []struct {
 		reqWant{method: "GET", target: "/", host: "", minor: 1, cl: -1}},
 	{"Connection names extra headers", "GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Foo, , x-bar\r\nX-Foo: 1\r\n\r\n",
 		reqWant{method: "GET", target: "/", host: "a", minor: 1, cl: -1}},
+	// An unpaired Upgrade or "upgrade" option, or an Upgrade in HTTP/1.0, is
+	// ignored: the request is plain HTTP (and Upgrade is not forwarded).
+	{"WebSocket HTTP/1.0 is plain HTTP", strings.Replace(wsHandshake, "HTTP/1.1", "HTTP/1.0", 1),
+		reqWant{method: "GET", target: "/chat", host: "server.example.com", minor: 0, cl: -1, close: true}},
+	{"Upgrade websocket without Connection upgrade is plain HTTP", strings.Replace(wsHandshake, "Connection: Upgrade", "Connection: keep-alive", 1),
+		reqWant{method: "GET", target: "/chat", host: "server.example.com", minor: 1, cl: -1}},
+	{"Connection upgrade without Upgrade is plain HTTP", "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+		reqWant{method: "GET", target: "/", host: "a", minor: 1, cl: -1}},
+	{"HTTP/1.0 Upgrade not checked", "GET / HTTP/1.0\r\nUpgrade: web socket\r\nConnection: upgrade\r\n\r\n",
+		reqWant{method: "GET", target: "/", minor: 0, cl: -1, close: true}},
+	{"POST with Upgrade websocket but no upgrade option", "POST / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\n",
+		reqWant{method: "POST", target: "/", host: "a", minor: 1, cl: 2, body: BodyLength}},
+	{"underscore header that is not framing", "GET / HTTP/1.1\r\nHost: a\r\nX_Content_Length: 5\r\nContent_Type: x\r\n\r\n",
+		reqWant{method: "GET", target: "/", host: "a", minor: 1, cl: -1}},
 	{"pipelined bytes after head", "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n",
 		reqWant{method: "GET", target: "/", host: "a", minor: 1, cl: -1, headLen: len("GET / HTTP/1.1\r\nHost: a\r\n\r\n")}},
 }
@@ -197,6 +211,11 @@ var invalidRequests = []struct {
 	{"Host IPv6 zone", "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n", ErrBadHost},
 	{"Host pct-encoded", "GET / HTTP/1.1\r\nHost: a%41\r\n\r\n", ErrBadHost},
 
+	// framing header names some servers read with '_' as '-'
+	{"Content_Length", "POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\n", ErrBadHeaderName},
+	{"Transfer_Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n", ErrBadHeaderName},
+	{"transfer-encoding_ mixed", "POST / HTTP/1.1\r\nHost: a\r\nTRANSFER_encoding: chunked\r\nContent-Length: 1\r\n\r\n", ErrBadHeaderName},
+
 	// Content-Length
 	{"Content-Length sign", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", ErrBadContentLength},
 	{"Content-Length negative", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", ErrBadContentLength},
@@ -221,6 +240,11 @@ var invalidRequests = []struct {
 	{"TE garbage", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chun ked\r\n\r\n", ErrBadTransferEncoding},
 	{"TE with Content-Length", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", ErrTEWithCL},
 	{"Content-Length then TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", ErrTEWithCL},
+	{"TE with leading vertical tab", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \x0bchunked\r\n\r\n", ErrBadHeaderValue},
+	{"TE with trailing NUL", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\x00\r\n\r\n", ErrBadHeaderValue},
+	{"TE name with trailing space", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", ErrBadHeaderName},
+	{"TE xchunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", ErrNotImplemented},
+	{"TE chunked, identity", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", ErrNotImplemented},
 	{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", ErrTEHTTP10},
 
 	// Connection, Expect
@@ -232,14 +256,15 @@ var invalidRequests = []struct {
 
 	// WebSocket
 	{"WebSocket POST", strings.Replace(wsHandshake, "GET", "POST", 1), ErrBadWebSocket},
-	{"WebSocket HTTP/1.0", strings.Replace(wsHandshake, "HTTP/1.1", "HTTP/1.0", 1), ErrBadWebSocket},
-	{"WebSocket without Connection upgrade", strings.Replace(wsHandshake, "Connection: Upgrade", "Connection: keep-alive", 1), ErrBadWebSocket},
+	{"WebSocket chunked body", strings.Replace(wsHandshake, "Origin:", "Transfer-Encoding: chunked\r\nOrigin:", 1), ErrBadWebSocket},
 	{"WebSocket with body", strings.Replace(wsHandshake, "Origin:", "Content-Length: 3\r\nOrigin:", 1), ErrBadWebSocket},
 	{"WebSocket short key", strings.Replace(wsHandshake, "dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ==", 1), ErrBadWebSocketKey},
 	{"WebSocket key bad char", strings.Replace(wsHandshake, "dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25j*Q==", 1), ErrBadWebSocketKey},
 	{"WebSocket no key", strings.Replace(wsHandshake, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "", 1), ErrBadWebSocketKey},
 	{"WebSocket two keys", strings.Replace(wsHandshake, "Origin:", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin:", 1), ErrBadWebSocketKey},
 	{"WebSocket version 8", strings.Replace(wsHandshake, "Version: 13", "Version: 8", 1), ErrBadWebSocketVersion},
+	{"WebSocket two versions", strings.Replace(wsHandshake, "Origin:", "Sec-WebSocket-Version: 13\r\nOrigin:", 1), ErrBadWebSocketVersion},
+	{"WebSocket version list", strings.Replace(wsHandshake, "Version: 13", "Version: 13, 8", 1), ErrBadWebSocketVersion},
 	{"WebSocket no version", strings.Replace(wsHandshake, "Sec-WebSocket-Version: 13\r\n", "", 1), ErrBadWebSocketVersion},
 }
 

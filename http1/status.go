@@ -1,6 +1,9 @@
 package http1
 
-import "strconv"
+import (
+	"errors"
+	"strconv"
+)
 
 // StatusText returns the reason phrase of code ("" when unknown).
 func StatusText(code int) string {
@@ -81,6 +84,35 @@ func StatusText(code int) string {
 // the status ("400 Bad Request\n"). A status outside 100..999 is written as
 // 500. No allocation when dst has room (~150 bytes).
 func AppendError(dst []byte, status int, close bool) []byte {
+	conn := ""
+	if close {
+		conn = "close"
+	}
+	return appendError(dst, status, "", conn)
+}
+
+// AppendRejection appends the answer to a request refused with err (an error
+// of Request.Parse, ChunkScanner.Scan or ErrBodyTooLarge): AppendError with
+// StatusOf(err), plus the headers the status requires. For
+// ErrBadWebSocketVersion that is a 426 with "Upgrade: websocket",
+// "Sec-WebSocket-Version: 13" (RFC 6455 4.2.2) and the "upgrade" connection
+// option (RFC 9110 15.5.22, 7.8). No allocation when dst has room (~200
+// bytes).
+func AppendRejection(dst []byte, err error, close bool) []byte {
+	status := StatusOf(err)
+	if !errors.Is(err, ErrBadWebSocketVersion) {
+		return AppendError(dst, status, close)
+	}
+	conn := "Upgrade"
+	if close {
+		conn = "Upgrade, close"
+	}
+	return appendError(dst, status, "\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13", conn)
+}
+
+// appendError writes the error response; extra is header lines, each
+// preceded by CRLF, and conn the Connection value ("" for none).
+func appendError(dst []byte, status int, extra, conn string) []byte {
 	if status < 100 || status > 999 {
 		status = 500
 	}
@@ -95,8 +127,10 @@ func AppendError(dst []byte, status int, close bool) []byte {
 	dst = append(dst, text...)
 	dst = append(dst, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
 	dst = strconv.AppendInt(dst, int64(blen), 10)
-	if close {
-		dst = append(dst, "\r\nConnection: close"...)
+	dst = append(dst, extra...)
+	if conn != "" {
+		dst = append(dst, "\r\nConnection: "...)
+		dst = append(dst, conn...)
 	}
 	dst = append(dst, "\r\n\r\n"...)
 	dst = strconv.AppendInt(dst, int64(status), 10)

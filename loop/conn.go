@@ -36,7 +36,10 @@ type clientConn struct {
 	state atomic.Uint32 // stateBusy, stateIdle or stateClosed
 	wheel wheelLinks    // guarded by the idle wheel's mutex
 
-	served int // requests started; handler goroutine only
+	served int  // requests started; handler goroutine only
+	linger bool // close with a lingering close (reject.go); handler goroutine only
+
+	status uint16 // status answered to the current request (accesslog.go); handler goroutine only
 }
 
 // markBusy claims an idle connection for its handler; false when the idle
@@ -114,6 +117,7 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	act := actKeep
 	for act == actKeep {
 		act = s.serve(cc, ex)
+		s.exchangeDone(cc, ex) // accesslog.go: metrics by pool, log line
 		if conn.Reader().Len() == 0 {
 			break
 		}
@@ -124,6 +128,9 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	case actKeep:
 		cc.markIdle(s.idle, s.cfg.KeepAliveTimeout)
 	case actClose, actTunnel:
+		if act == actClose {
+			s.lingerBeforeClose(cc) // reject.go
+		}
 		// For a tunnel, the close callback registered by startTunnel takes
 		// the socket over once netpoll has let go of it.
 		conn.Close()
@@ -146,6 +153,9 @@ type exchange struct {
 	http10 bool                         // the request is HTTP/1.0
 	tried  []*balancer.Backend          // backends that failed to connect, for this request
 	skip   func(*balancer.Backend) bool // reports membership in tried; bound once
+	target []byte                       // the request target a ,strip route forwards
+	sticky stickyState                  // the sticky decision (sticky.go); reset per request by stickyRequest
+	rec    accessRec                    // for the access log and metrics (accesslog.go); reset by exchangeDone
 }
 
 var exchanges = sync.Pool{New: func() any {
@@ -159,6 +169,7 @@ func (ex *exchange) reset() {
 	ex.tried = ex.tried[:0]
 	ex.ws, ex.http10 = false, false
 	ex.wsKey = ex.wsKey[:0]
+	ex.sticky.reset()
 	if cap(ex.out) > 4*bufSize { // an unusually large head grew it
 		ex.out = make([]byte, 0, bufSize)
 	}

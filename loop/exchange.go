@@ -45,7 +45,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 			break
 		}
 		if perr != http1.ErrNeedMore {
-			return s.reject(cc, http1.StatusOf(perr))
+			return s.rejectErr(cc, cc.rejected(perr)) // accesslog.go: notes the status
 		}
 		if n > s.cfg.MaxHeaderBytes {
 			return s.reject(cc, 431)
@@ -63,13 +63,15 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
+	s.recordHead(ex, head) // accesslog.go
 
 	bodyKind := req.Body()
 	closeAfter := req.Close || s.draining.Load()
 	if bodyKind == http1.BodyLength && s.cfg.MaxBodyBytes > 0 && req.ContentLength > s.cfg.MaxBodyBytes {
 		return s.reject(cc, 413)
 	}
-	pool, _ := s.cfg.Balancer.Route(hostOnly(req.Host.Of(head)), pathOf(req.Target.Of(head)))
+	pool, strip := s.cfg.Balancer.Route(hostOnly(req.Host.Of(head)), pathOf(req.Target.Of(head)))
+	ex.rec.pool = pool
 	if pool == nil {
 		return s.reject(cc, 404)
 	}
@@ -82,8 +84,16 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	expect := req.Expect100 && bodyKind != http1.BodyNone
 	ex.http10 = req.Minor == 0
 	cl := req.ContentLength
-	ex.out = http1.AppendRequest(ex.out[:0], head, req, &cc.fwd)
+	fwd := cc.fwd
+	if strip > 0 { // a ,strip route: the prefix goes, the query stays
+		ex.target = stripTarget(ex.target[:0], req.Target.Of(head), strip)
+		fwd.Target = ex.target
+	}
+	ex.out = http1.AppendRequest(ex.out[:0], head, req, s.stickyRequest(cc, ex, head, pool, &fwd)) // sticky.go
 	r.Skip(req.HeadLen)
+	if err := s.precheckBody(cc, ex, bodyKind); err != nil {
+		return s.rejectErr(cc, cc.rejected(err)) // nothing sent upstream yet (reject.go)
+	}
 	bodyLeft := bodyKind != http1.BodyNone // request body bytes not yet consumed
 
 	// Pick a backend and connect; a backend that cannot be reached is skipped
@@ -91,7 +101,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	var uc *upConn
 	failKind := ""
 	for {
-		b := pool.Pick(ex.skip)
+		b := s.pick(pool, ex) // sticky.go: the node the request names, else pool.Pick
 		if b == nil {
 			if failKind == "" {
 				return s.fail(cc, 503, bodyLeft || closeAfter)
@@ -105,11 +115,13 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 		}
 		failKind = dialErrKind(err)
 		upstreamError(failKind)
+		b.ReportFailure() // passive health: refused, timed out or failed connects
 		s.cfg.Logf("backend %s: %s: %v", b.Addr(), failKind, err)
 		b.Release()
 		ex.tried = append(ex.tried, b)
 	}
 	b := uc.b
+	ex.rec.backend = b
 	head = nil // the head's bytes may be released from here on
 
 	if expect {
@@ -153,6 +165,9 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 			status = 502
 		}
 		s.cfg.Logf("backend %s: %v", b.Addr(), uerr)
+		if status == 504 {
+			b.ReportFailure() // passive health: response timeout
+		}
 		s.drop(uc, actClose)
 		if status == 0 {
 			return actClose // the client already got part of a response
@@ -182,6 +197,10 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 		closeAfter = true
 	}
 	countStatus(resp.Status)
+	cc.status, ex.rec.upstream = uint16(resp.Status), true
+	if ex.sticky.handshake {
+		return s.relayHandshake(cc, ex, uc, nbuf, closeAfter) // sticky.go: tags the sid
+	}
 	return s.relayResponse(cc, ex, uc, nbuf, isHead, closeAfter)
 }
 
@@ -253,7 +272,7 @@ func (s *Server) sendRequest(cc *clientConn, ex *exchange, uc *upConn, kind http
 				if err != nil {
 					return &clientFault{http1.StatusOf(err)}, nil
 				}
-				if s.cfg.MaxBodyBytes > 0 && sc.Payload() > s.cfg.MaxBodyBytes {
+				if s.cfg.MaxBodyBytes > 0 && sc.Committed() > s.cfg.MaxBodyBytes { // announced, not yet sent
 					return &clientFault{413}, nil
 				}
 				done = fin
@@ -352,6 +371,7 @@ func (s *Server) relayResponse(cc *clientConn, ex *exchange, uc *upConn, nbuf in
 	} else {
 		ex.out = http1.AppendResponse(ex.out[:0], buf[:nbuf], resp, closeAfter)
 	}
+	ex.out = s.stickyResponse(cc, ex, uc.b, ex.out) // sticky.go: cookie
 	w.WriteBinary(ex.out)
 	data := buf[resp.HeadLen:nbuf]
 	reusable := !resp.Close
@@ -470,11 +490,15 @@ func (s *Server) reject(cc *clientConn, status int) action {
 // close is false.
 func (s *Server) fail(cc *clientConn, status int, close bool) action {
 	countStatus(status)
+	cc.status = uint16(status)
 	b := buffers.Get().(*[]byte)
 	*b = http1.AppendError((*b)[:0], status, close)
 	cc.conn.Writer().WriteBinary(*b)
 	err := cc.conn.Writer().Flush()
 	buffers.Put(b)
+	if close && err == nil {
+		cc.linger = true // the client may still be sending: see reject.go
+	}
 	if close || err != nil {
 		return actClose
 	}
@@ -488,6 +512,7 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 	b := uc.b
 	resp := &ex.resp
 	ex.out = http1.AppendResponse(ex.out[:0], ex.buf[:nbuf], resp, false)
+	ex.out = s.stickyResponse(cc, ex, b, ex.out) // sticky.go: cookie; a session's polling phase ends
 	cc.conn.Writer().WriteBinary(ex.out)
 	if cc.conn.Writer().Flush() != nil {
 		return s.drop(uc, actClose)
@@ -503,6 +528,8 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 		return actClose
 	}
 	countStatus(101)
+	cc.status = 101
+	done := s.tunnelDone(cc, ex, b) // accesslog.go: duration, log line
 	engine := s.cfg.Tunnels
 	// netpoll runs close callbacks after it has stopped polling the socket
 	// and before it closes it, newest first: this one takes a duplicate of
@@ -519,9 +546,10 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 			b.Release()
 			return nil
 		}
-		if err := engine.Add(fd, upfd, toBackend, toClient, func(st tunnelStats) { tunnelClosed(b, st) }); err != nil {
+		b.TunnelStarted()
+		if err := engine.Add(fd, upfd, toBackend, toClient, done); err != nil {
 			s.cfg.Logf("tunnel: %v", err)
-			b.Release()
+			b.TunnelEnded()
 		}
 		return nil
 	})

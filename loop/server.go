@@ -70,8 +70,16 @@ type Config struct {
 	// UpstreamIdleTimeout drops pooled upstream connections idle this long.
 	UpstreamIdleTimeout time.Duration
 
+	// Sticky is the stickiness mode and token key (balancer/sticky.go); the
+	// zero value is auto: Engine.IO sid affinity with derived keys.
+	Sticky balancer.StickyConfig
+
 	// Logf logs operational events; default log.Printf.
 	Logf func(format string, args ...any)
+
+	// AccessLog, when set, gets a line per request and per tunnel close
+	// (accesslog.go); nil logs nothing.
+	AccessLog *AccessLog
 }
 
 func (c *Config) normalize() error {
@@ -110,6 +118,7 @@ type Server struct {
 	respLim http1.Limits
 	ups     upstreams
 	idle    *idleWheel
+	sticky  *balancer.Sticky // immutable after New
 
 	mu      sync.Mutex // guards loops, lns
 	loops   []netpoll.EventLoop
@@ -119,6 +128,8 @@ type Server struct {
 	open     atomic.Int64 // client connections open
 	inflight atomic.Int64 // exchanges in progress
 	draining atomic.Bool
+
+	drainPhase atomic.Int32 // DrainPhase (drain.go)
 }
 
 // New checks cfg and opens its listeners; Serve starts accepting.
@@ -127,6 +138,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg}
+	sticky, err := balancer.NewSticky(cfg.Sticky)
+	if err != nil {
+		return nil, err
+	}
+	s.sticky = sticky
 	s.reqLim = http1.Limits{MaxHeaderBytes: cfg.MaxHeaderBytes}
 	respMax := 2 * cfg.MaxHeaderBytes
 	if respMax > bufSize {
@@ -136,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 	s.ups.init(cfg.MaxIdleUpstream, cfg.UpstreamIdleTimeout)
 	s.idle = newIdleWheel(min(cfg.HeaderTimeout, cfg.KeepAliveTimeout), max(cfg.HeaderTimeout, cfg.KeepAliveTimeout))
 	for _, addr := range cfg.Listen {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := Listen(addr) // listen.go: SO_REUSEPORT
 		if err != nil {
 			s.closeListeners()
 			return nil, fmt.Errorf("listen %s: %w", addr, err)
@@ -192,6 +208,7 @@ func (s *Server) Serve() error {
 // Tunnels are not touched: the caller drains the tunnel engine.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	s.handOver(ctx) // drain_linux.go: steer new connections to a successor first
 	s.mu.Lock()
 	loops := s.loops
 	s.loops = nil

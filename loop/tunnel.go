@@ -26,5 +26,5 @@ func closeFd(fd int) { unix.Close(fd) }
 
 // tunnelClosed runs on the tunnel engine when a tunnel ends.
 func tunnelClosed(b *balancer.Backend, st tunnel.Stats) {
-	b.Release()
+	b.TunnelEnded()
 }

@@ -34,6 +34,9 @@ type options struct {
 	trustedProxies []string
 	admin          string
 	version        bool
+	health         healthOptions // health checks, slow start, --backends-file, DNS (backends.go)
+	sticky         stickyOptions // --sticky, --sticky-secret(-file) (sticky_flags.go)
+	ops            opsOptions    // --access-log, --check, --drain-spread (admin.go)
 }
 
 // usageError is a bad command line: one line naming the flag, exit status 2.
@@ -61,6 +64,9 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.StringArrayVar(&o.trustedProxies, "trusted-proxies", nil, "`CIDR[,CIDR]` of proxies whose X-Forwarded-* headers are kept and appended to")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:9090", "admin listener `ADDR` for /metrics; \"off\" disables")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	o.health.register(fs)
+	o.sticky.register(fs)
+	o.ops.register(fs)
 	return fs
 }
 
@@ -92,13 +98,19 @@ func parseFlags(args []string) (*options, *pflag.FlagSet, error) {
 	if o.maxHeaderBytes < 1024 || o.maxHeaderBytes > 1<<20 {
 		return nil, fs, &usageError{fmt.Sprintf("invalid argument %q for \"--max-header-bytes\" flag: must be 1KiB..1MiB", o.maxHeaderBytes.String())}
 	}
+	if err := o.health.check(); err != nil {
+		return nil, fs, err
+	}
+	if err := o.ops.validate(o.drainTO); err != nil {
+		return nil, fs, err
+	}
 	return o, fs, nil
 }
 
 // configs turns options into the packages' configs.
 func (o *options) balancerConfig() (balancer.Config, error) {
 	var cfg balancer.Config
-	if len(o.backends) == 0 {
+	if len(o.backends) == 0 && o.health.file == "" {
 		return cfg, &usageError{`"--backend" flag: at least one backend is required`}
 	}
 	for _, s := range o.backends {
@@ -120,7 +132,7 @@ func (o *options) balancerConfig() (balancer.Config, error) {
 		return cfg, &usageError{fmt.Sprintf("invalid argument %q for \"--balance\" flag: %v", o.balance, err)}
 	}
 	cfg.Policy = p
-	return cfg, nil
+	return cfg, o.applyHealth(&cfg)
 }
 
 func (o *options) trusted() ([]netip.Prefix, error) {

@@ -6,12 +6,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -36,6 +34,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if wantsCheck(args) {
+		return runCheck(args, stdout, stderr) // check.go
+	}
 	o, fs, err := parseFlags(args)
 	if errors.Is(err, pflag.ErrHelp) {
 		fmt.Fprintf(stdout, "Usage: wsgate [flags]\n\n%s", fs.FlagUsages())
@@ -59,13 +60,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wsgate: %v\n", err)
 		return 2
 	}
+	stickyCfg, err := o.sticky.config() // sticky_flags.go
+	if err != nil {
+		fmt.Fprintf(stderr, "wsgate: %v\n", err)
+		return 2
+	}
+	alog, alogFile, err := o.ops.openAccessLog(stdout) // admin.go; nil when off
+	if err != nil {
+		fmt.Fprintf(stderr, "wsgate: %v\n", err)
+		return 2
+	}
+	if alogFile != nil {
+		defer alogFile.Close()
+	}
 	logger := log.New(stderr, "wsgate: ", log.LstdFlags|log.Lmicroseconds)
 
+	bcfg.Logf = logger.Printf
 	bal, err := balancer.New(bcfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "wsgate: %v\n", err)
 		return 2
 	}
+	bal.Start() // health checks, DNS re-resolution, drain sweep
+	defer bal.Close()
+	go watchReload(o, bal, logger.Printf) // SIGHUP re-reads --backends-file
 	engine, err := tunnel.New(tunnel.Config{IdleTimeout: o.tunnelIdleTO, FinTimeout: o.tunnelFinTO})
 	if err != nil {
 		logger.Print(err)
@@ -82,7 +100,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		MaxHeaderBytes:   int(o.maxHeaderBytes),
 		MaxBodyBytes:     int64(o.maxBodyBytes),
 		TrustedProxies:   trusted,
+		Sticky:           stickyCfg,
 		Logf:             logger.Printf,
+		AccessLog:        alog,
 	})
 	if err != nil {
 		logger.Print(err)
@@ -90,17 +110,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	registerGauges(srv, engine, bal)
+	registerOpsMetrics(srv, engine, bal, alog) // admin.go
 	go trimMemory(5*time.Second, 1<<20)
 
 	var admin *http.Server
 	if o.admin != "off" && o.admin != "" {
-		ln, err := net.Listen("tcp", o.admin)
+		ln, err := loop.Listen(o.admin) // SO_REUSEPORT: a successor can start while this one drains
 		if err != nil {
 			logger.Printf("admin listener: %v (use --admin ADDR, or --admin off)", err)
 			engine.Close()
 			return 1
 		}
-		admin = &http.Server{Handler: adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		admin = &http.Server{Handler: adminHandler(bal), ReadHeaderTimeout: 10 * time.Second}
 		go admin.Serve(ln)
 		logger.Printf("admin on http://%s/metrics", ln.Addr())
 	}
@@ -126,22 +147,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Print("second signal: exiting now")
 		os.Exit(1)
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), o.drainTO)
-	defer cancel()
+	var closeAdmin func()
 	if admin != nil {
-		admin.Close()
+		closeAdmin = func() { admin.Close() }
 	}
-	srv.Shutdown(ctx)
-	for engine.Len() > 0 && ctx.Err() == nil {
-		time.Sleep(100 * time.Millisecond)
-	}
-	engine.Close()
+	drainAndStop(o, srv, engine, closeAdmin, alog, logger.Printf) // admin.go
 	logger.Print("stopped")
 	return 0
 }
 
-func adminHandler() http.Handler {
+func adminHandler(bal *balancer.Balancer) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /status.json", statusHandler(bal))
+	mux.Handle("GET /status", statusPageHandler(bal)) // statuspage.go
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		metrics.WritePrometheus(w, true)
@@ -157,6 +175,7 @@ func registerGauges(srv *loop.Server, engine *tunnel.Engine, bal *balancer.Balan
 	metrics.NewGauge(`wsgate_connections_open`, func() float64 { return float64(srv.OpenConns()) })
 	metrics.NewGauge(`wsgate_requests_inflight`, func() float64 { return float64(srv.InFlight()) })
 	metrics.NewGauge(`wsgate_tunnels_open`, func() float64 { return float64(engine.Len()) })
+	metrics.NewGauge(`wsgate_sticky_polling_sessions`, func() float64 { return float64(srv.PollingSessions()) })
 	for _, p := range bal.Pools() {
 		for _, b := range p.Backends() {
 			metrics.NewGauge(fmt.Sprintf(`wsgate_backend_active{pool=%q,backend=%q}`, p.Name(), b.Addr()),

@@ -1,0 +1,765 @@
+//go:build linux
+
+package main
+
+// TestCompareProxies puts wsgate beside HAProxy, nginx and a direct
+// connection, one after another, under the same load against the same two
+// echo backends (wsgate-demo processes), and prints one table. It is a
+// measurement, not a check of speed: `make bench-compare` runs it
+// (WSGATE_COMPARE=1). Knobs:
+//
+//	WSGATE_COMPARE_TUNNELS=8000    idle tunnels held for the memory/fd row
+//	WSGATE_COMPARE_DURATION=10s    each load window (handshakes, echo, HTTP)
+//	WSGATE_COMPARE_ONLY=wsgate,haproxy   run only these columns
+//	WSGATE_COMPARE_KEEP=1          keep the temp dir (configs, pids, logs)
+//	WSGATE_COMPARE_PROCS=1         GOMAXPROCS for wsgate (nginx and HAProxy get
+//	                               1 worker / 1 thread whatever this says)
+//
+// What each row is:
+//   - memory and fds per idle tunnel: `wsbench connect` in its own process
+//     holds N client sockets (source addresses 127.0.0.1-127.0.0.8); once the
+//     proxy holds them all and 15 s have passed (the burst settled), the
+//     proxy's RssAnon and open files, minus those before, over N.
+//   - CPU per handshake: 16 workers each loop connect → upgrade → read the
+//     backend's greeting → one 64 B echo → close frame → close; the proxy's
+//     utime+stime (/proc/<pid>/stat, every process of the proxy) over the
+//     window, divided by the handshakes completed.
+//   - CPU per echo, messages/s, p50/p99/p99.9: the bench library's echo
+//     scenario, 50 connections, 64 B, closed loop; proxy CPU over messages.
+//   - HTTP keep-alive requests/s: wrk -t1 -c100 on GET /name (a Go
+//     keep-alive client with 100 connections where wrk is not installed).
+//
+// Every process runs under this process's RLIMIT_NOFILE (20,000 here),
+// stated in the output.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/bench"
+)
+
+const (
+	compareSettle   = 15 * time.Second // after the idle burst, before weighing
+	compareHSConns  = 16               // handshake workers
+	compareEchoConn = 50               // echo connections
+	compareHTTPConn = 100              // wrk connections
+	clkTck          = 100              // USER_HZ: /proc/<pid>/stat counts CPU in 1/100 s
+	sourceIPs       = "127.0.0.1-127.0.0.8"
+)
+
+// proxyKind is one column of the table.
+type proxyKind struct {
+	name string
+	// start runs the proxy on listen in front of backends, with its files
+	// in dir; it returns the proxy's main pid (0 for the direct column) and
+	// the address clients use.
+	start func(t *testing.T, env *compareEnv, listen string) (pid int, addr string)
+}
+
+// compareEnv is what the columns share.
+type compareEnv struct {
+	dir      string
+	wsbench  string
+	demo     string
+	backends []string
+	procs    []*proc
+}
+
+// cmpResult is one column's measurements; NaN-free: zero means not measured.
+type cmpResult struct {
+	name                 string
+	tunnels, failed      int64
+	anonPerTunnel        float64 // bytes
+	fdsPerTunnel         float64
+	hsCPUus, handshakes  float64
+	echoCPUus, msgsPerS  float64
+	p50, p99, p999       float64 // ms
+	httpReqS, httpCPUus  float64
+	httpTool             string
+	idleNote, echoErrors string
+}
+
+func TestCompareProxies(t *testing.T) {
+	if os.Getenv("WSGATE_COMPARE") == "" {
+		t.Skip("measurement: run with WSGATE_COMPARE=1 (make bench-compare)")
+	}
+	n := envInt("WSGATE_COMPARE_TUNNELS", 8000)
+	dur := envDur("WSGATE_COMPARE_DURATION", 10*time.Second)
+	procs := envInt("WSGATE_COMPARE_PROCS", 1)
+
+	dir, err := os.MkdirTemp("", "wsgate-compare-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("configs, pids and logs in %s", dir)
+	defer func() {
+		if os.Getenv("WSGATE_COMPARE_KEEP") == "" && !t.Failed() {
+			os.RemoveAll(dir)
+		}
+	}()
+	env := &compareEnv{dir: dir}
+	env.wsbench = goBuild(t, dir, "../wsbench", "wsbench")
+	env.demo = goBuild(t, dir, "../wsgate-demo", "wsgate-demo")
+	defer func() {
+		for _, p := range env.procs {
+			p.stop()
+		}
+	}()
+	for i, name := range []string{"node-a", "node-b"} {
+		addr := freeAddr(t)
+		env.procs = append(env.procs, startProc(t, dir, name, nil, env.demo, "-l", addr, "-name", name))
+		env.backends = append(env.backends, addr)
+		waitHTTP(t, "http://"+addr+"/health", 10*time.Second)
+		_ = i
+	}
+
+	kinds := []proxyKind{
+		{"direct", startDirect},
+		{"HAProxy", startHAProxy},
+		{"nginx", startNginx},
+		{"wsgate", func(t *testing.T, env *compareEnv, listen string) (int, string) {
+			return startWsgate(t, env, listen, procs)
+		}},
+	}
+	only := map[string]bool{}
+	for _, s := range strings.Split(os.Getenv("WSGATE_COMPARE_ONLY"), ",") {
+		if s = strings.TrimSpace(strings.ToLower(s)); s != "" {
+			only[s] = true
+		}
+	}
+	var lim unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+	var results []cmpResult
+	for _, k := range kinds {
+		if len(only) > 0 && !only[strings.ToLower(k.name)] {
+			continue
+		}
+		t.Logf("=== %s", k.name)
+		results = append(results, measureProxy(t, env, k, n, dur))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nwsgate side by side: %d idle tunnels, %v per load window, 2 echo backends (wsgate-demo), all on %s\n", n, dur, machineLine())
+	fmt.Fprintf(&b, "open-file limit %d for every process; workers: HAProxy nbthread 1, nginx worker_processes 1, wsgate GOMAXPROCS=%d\n", lim.Cur, procs)
+	writeCompareTable(&b, results)
+	fmt.Print(b.String())
+	t.Log(b.String())
+}
+
+// measureProxy runs every row against one proxy.
+func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Duration) cmpResult {
+	res := cmpResult{name: k.name}
+	pid, addr := k.start(t, env, freeAddr(t))
+	var pids func() []int
+	if pid > 0 {
+		pids = func() []int { return procTree(pid) }
+	}
+	waitHTTP(t, "http://"+addr+"/name", 15*time.Second)
+	wsURL := "ws://" + addr + "/ws"
+
+	// 1. Idle tunnels (not for direct: there is no proxy to weigh).
+	if pids != nil {
+		time.Sleep(2 * time.Second)
+		base := sampleProcs(pids())
+		out := &bytes.Buffer{}
+		errb := &bytes.Buffer{}
+		cmd := exec.Command(env.wsbench, "connect", "-c", strconv.Itoa(n), "-d", (compareSettle + 15*time.Second).String(),
+			"--source-ips", sourceIPs, "--json", "-q", "--handshake-timeout", "30s", wsURL)
+		cmd.Stdout, cmd.Stderr = out, errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		deadline := time.Now().Add(90 * time.Second)
+	wait:
+		for time.Now().Before(deadline) {
+			select {
+			case <-exited:
+				break wait
+			case <-time.After(250 * time.Millisecond):
+			}
+			if s := sampleProcs(pids()); s.fds >= base.fds+2*n {
+				break
+			}
+		}
+		time.Sleep(compareSettle)
+		s := sampleProcs(pids())
+		select {
+		case <-exited:
+		case <-time.After(3 * time.Minute):
+			cmd.Process.Kill()
+			<-exited
+		}
+		var r bench.Result
+		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+			t.Errorf("%s: wsbench connect: %v\n%s", k.name, err, errb.String())
+		}
+		res.tunnels, res.failed = r.Connected, r.Failed+(r.Connected-r.OpenAtEnd)
+		if held := r.OpenAtEnd; held > 0 {
+			res.anonPerTunnel = float64(s.anonKiB-base.anonKiB) * 1024 / float64(held)
+			res.fdsPerTunnel = float64(s.fds-base.fds) / float64(held)
+		}
+		t.Logf("%s idle: base anon %d KiB fds %d; held %d (failed %d): anon %d KiB fds %d", k.name, base.anonKiB, base.fds, r.OpenAtEnd, res.failed, s.anonKiB, s.fds)
+		// Wait for the proxy to let go of them.
+		for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+			if sampleProcs(pids()).fds <= base.fds+8 {
+				break
+			}
+		}
+		time.Sleep(time.Second)
+	}
+
+	// 2. Handshakes: connect, upgrade, greeting, one echo, close.
+	{
+		c0 := cpuOf(pids)
+		count, errs := handshakeLoop(wsURL, compareHSConns, dur)
+		c1 := cpuOf(pids)
+		res.handshakes = float64(count) / dur.Seconds()
+		if count > 0 && pids != nil {
+			res.hsCPUus = float64(c1-c0) / clkTck * 1e6 / float64(count)
+		}
+		t.Logf("%s handshakes: %d in %v (%d errors), proxy CPU %.2f s", k.name, count, dur, errs, float64(c1-c0)/clkTck)
+	}
+	time.Sleep(time.Second)
+
+	// 3. Echo: 64 B closed loop.
+	{
+		ips, _ := bench.ParseSourceIPs(sourceIPs)
+		c0 := cpuOf(pids)
+		r, err := bench.Run(context.Background(), bench.Config{Mode: bench.ModeEcho, URL: wsURL, Conns: compareEchoConn,
+			Duration: dur, Size: 64, SourceIPs: ips})
+		c1 := cpuOf(pids)
+		if err != nil {
+			t.Fatalf("%s echo: %v", k.name, err)
+		}
+		res.msgsPerS = r.MessagesPerSecond
+		res.p50, res.p99, res.p999 = r.Latency.P50MS, r.Latency.P99MS, r.Latency.P999MS
+		if r.Messages > 0 && pids != nil {
+			res.echoCPUus = float64(c1-c0) / clkTck * 1e6 / float64(r.Messages)
+		}
+		if r.Errors > 0 || r.Failed > 0 {
+			res.echoErrors = fmt.Sprintf("%d failed, %d errors %v", r.Failed, r.Errors, r.ErrorKinds)
+			t.Logf("%s echo: %s", k.name, res.echoErrors)
+		}
+		t.Logf("%s echo: %d messages, %.0f/s, proxy CPU %.2f s", k.name, r.Messages, r.MessagesPerSecond, float64(c1-c0)/clkTck)
+	}
+	time.Sleep(time.Second)
+
+	// 4. HTTP keep-alive.
+	{
+		c0 := cpuOf(pids)
+		reqs, tool, err := httpLoad("http://"+addr+"/name", compareHTTPConn, dur)
+		c1 := cpuOf(pids)
+		if err != nil {
+			t.Errorf("%s http: %v", k.name, err)
+		}
+		res.httpTool = tool
+		res.httpReqS = float64(reqs) / dur.Seconds()
+		if reqs > 0 && pids != nil {
+			res.httpCPUus = float64(c1-c0) / clkTck * 1e6 / float64(reqs)
+		}
+		t.Logf("%s http (%s): %d requests, proxy CPU %.2f s", k.name, tool, reqs, float64(c1-c0)/clkTck)
+	}
+	env.stopLast()
+	time.Sleep(2 * time.Second)
+	return res
+}
+
+// ---------------------------------------------------------------------------
+// the columns
+
+func startDirect(t *testing.T, env *compareEnv, _ string) (int, string) {
+	return 0, env.backends[0]
+}
+
+func startHAProxy(t *testing.T, env *compareEnv, listen string) (int, string) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatalf("haproxy not installed (make bench-compare installs it): %v", err)
+	}
+	var srv strings.Builder
+	for i, b := range env.backends {
+		fmt.Fprintf(&srv, "    server s%d %s\n", i, b)
+	}
+	cfg := fmt.Sprintf(`global
+    nbthread 1
+    maxconn 9900
+    pidfile %s/haproxy.pid
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout tunnel 3600s
+    timeout http-keep-alive 75s
+    option forwardfor
+frontend fe
+    bind %s
+    default_backend be
+backend be
+    balance leastconn
+%s`, env.dir, listen, srv.String())
+	path := filepath.Join(env.dir, "haproxy.cfg")
+	os.WriteFile(path, []byte(cfg), 0o644)
+	p := startProc(t, env.dir, "haproxy", nil, bin, "-db", "-f", path)
+	env.procs = append(env.procs, p)
+	return p.cmd.Process.Pid, listen
+}
+
+func startNginx(t *testing.T, env *compareEnv, listen string) (int, string) {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Fatalf("nginx not installed (make bench-compare installs it): %v", err)
+	}
+	var srv strings.Builder
+	for _, b := range env.backends {
+		fmt.Fprintf(&srv, "        server %s;\n", b)
+	}
+	// The classic WebSocket recipe.
+	cfg := fmt.Sprintf(`worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    map $http_upgrade $connection_upgrade {
+        default upgrade;
+        ''      close;
+    }
+    upstream backends {
+        least_conn;
+%[3]s    }
+    server {
+        listen %[2]s;
+        location / {
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 300s;
+            proxy_send_timeout 300s;
+        }
+    }
+}
+`, env.dir, listen, srv.String())
+	path := filepath.Join(env.dir, "nginx.conf")
+	os.WriteFile(path, []byte(cfg), 0o644)
+	p := startProc(t, env.dir, "nginx", nil, bin, "-p", env.dir, "-c", path)
+	env.procs = append(env.procs, p)
+	return p.cmd.Process.Pid, listen
+}
+
+func startWsgate(t *testing.T, env *compareEnv, listen string, procs int) (int, string) {
+	args := []string{"-l", listen, "--admin", freeAddr(t)}
+	for _, b := range env.backends {
+		args = append(args, "-b", b)
+	}
+	if help, _ := exec.Command(gateBin, "--help").CombinedOutput(); bytes.Contains(help, []byte("--access-log")) {
+		args = append(args, "--access-log", "off") // HAProxy and nginx log nothing either
+	}
+	p := startProc(t, env.dir, "wsgate", []string{"GOMAXPROCS=" + strconv.Itoa(procs)}, gateBin, args...)
+	env.procs = append(env.procs, p)
+	return p.cmd.Process.Pid, listen
+}
+
+// stopLast stops the proxy started last (backends stay).
+func (env *compareEnv) stopLast() {
+	if n := len(env.procs); n > 2 {
+		env.procs[n-1].stop()
+		env.procs = env.procs[:n-1]
+	}
+}
+
+// ---------------------------------------------------------------------------
+// load
+
+// handshakeLoop runs workers that each connect, upgrade, read the
+// backend's greeting, echo 64 B once and close, until d has passed.
+func handshakeLoop(url string, workers int, d time.Duration) (count, errs int64) {
+	ips, _ := bench.ParseSourceIPs(sourceIPs)
+	var wg sync.WaitGroup
+	var cnt, nerr atomic.Int64
+	end := time.Now().Add(d)
+	payload := bytes.Repeat([]byte("a"), 64)
+	for w := range workers {
+		wg.Go(func() {
+			nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IP(ips[w%len(ips)].AsSlice())}, Timeout: 10 * time.Second,
+				Control: func(_, _ string, c syscall.RawConn) error {
+					return c.Control(func(fd uintptr) {
+						unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+					})
+				}}
+			dialer := websocket.Dialer{NetDialContext: nd.DialContext, HandshakeTimeout: 10 * time.Second,
+				ReadBufferSize: 1024, WriteBufferSize: 1024}
+			for time.Now().Before(end) {
+				if err := oneHandshake(&dialer, url, payload); err != nil {
+					nerr.Add(1)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				cnt.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return cnt.Load(), nerr.Load()
+}
+
+func oneHandshake(d *websocket.Dialer, url string, payload []byte) error {
+	c, _, err := d.Dial(url, nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := c.ReadMessage(); err != nil { // the greeting
+		return err
+	}
+	if err := c.WriteMessage(websocket.BinaryMessage, payload); err != nil {
+		return err
+	}
+	if _, p, err := c.ReadMessage(); err != nil || len(p) != len(payload) {
+		return fmt.Errorf("echo: %v (%d bytes)", err, len(p))
+	}
+	return c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+}
+
+var wrkReqs = regexp.MustCompile(`(\d+) requests in`)
+
+// httpLoad drives keep-alive GETs at url for d: wrk where installed, else a
+// Go client. It returns the requests completed.
+func httpLoad(url string, conns int, d time.Duration) (int64, string, error) {
+	if wrk, err := exec.LookPath("wrk"); err == nil {
+		out, err := exec.Command(wrk, "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(int(d.Seconds()))+"s", url).CombinedOutput()
+		if err != nil {
+			return 0, "wrk", fmt.Errorf("wrk: %v\n%s", err, out)
+		}
+		m := wrkReqs.FindSubmatch(out)
+		if m == nil {
+			return 0, "wrk", fmt.Errorf("wrk output: %s", out)
+		}
+		if bytes.Contains(out, []byte("Non-2xx")) || bytes.Contains(out, []byte("Socket errors")) {
+			return 0, "wrk", fmt.Errorf("wrk reported errors:\n%s", out)
+		}
+		v, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		return v, "wrk -t1 -c" + strconv.Itoa(conns), nil
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, Proxy: nil}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var cnt, nerr atomic.Int64
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				resp, err := cl.Get(url)
+				if err != nil {
+					nerr.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					cnt.Add(1)
+				} else {
+					nerr.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if nerr.Load() > 0 {
+		return cnt.Load(), "Go client", fmt.Errorf("%d failed requests", nerr.Load())
+	}
+	return cnt.Load(), fmt.Sprintf("Go keep-alive client, %d conns", conns), nil
+}
+
+// ---------------------------------------------------------------------------
+// processes and /proc
+
+// proc is a child process with its output in dir/name.log.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan struct{}
+}
+
+func startProc(t *testing.T, dir, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	lf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	os.WriteFile(filepath.Join(dir, name+".pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
+	p := &proc{name: name, cmd: cmd, log: lf, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Logf("started %s (pid %d): %s %s", name, cmd.Process.Pid, bin, strings.Join(args, " "))
+	return p
+}
+
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+	default:
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	p.log.Close()
+}
+
+func goBuild(t *testing.T, dir, pkg, name string) string {
+	t.Helper()
+	out := filepath.Join(dir, name)
+	if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+func waitHTTP(t *testing.T, url string, d time.Duration) {
+	t.Helper()
+	cl := http.Client{Timeout: time.Second}
+	var last error
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		resp, err := cl.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+			err = errors.New(resp.Status)
+		}
+		last = err
+	}
+	t.Fatalf("GET %s: not 200 within %v: %v", url, d, last)
+}
+
+// procTree is pid and its children (nginx's workers).
+func procTree(pid int) []int {
+	out := []int{pid}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	for _, f := range strings.Fields(string(b)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+type procSample struct {
+	anonKiB int64
+	fds     int
+	cpu     int64 // utime+stime, clock ticks
+}
+
+func sampleProcs(pids []int) procSample {
+	var s procSample
+	for _, pid := range pids {
+		s.anonKiB += statusField(pid, "RssAnon:")
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		s.fds += len(ents)
+		s.cpu += cpuTicks(pid)
+	}
+	return s
+}
+
+func cpuOf(pids func() []int) int64 {
+	if pids == nil {
+		return 0
+	}
+	var c int64
+	for _, pid := range pids() {
+		c += cpuTicks(pid)
+	}
+	return c
+}
+
+// cpuTicks is utime+stime of every thread of pid, from /proc/<pid>/stat.
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64) // field 14: utime
+	s, _ := strconv.ParseInt(f[12], 10, 64) // field 15: stime
+	return u + s
+}
+
+func statusField(pid int, name string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				v, _ := strconv.ParseInt(f[0], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
+}
+
+// machineLine names the machine: cores, CPU model, kernel.
+func machineLine() string {
+	model := "unknown CPU"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	var u unix.Utsname
+	unix.Uname(&u)
+	return fmt.Sprintf("%d cores, %s, Linux %s", numCPU(), model, unix.ByteSliceToString(u.Release[:]))
+}
+
+func numCPU() int {
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) == nil {
+		return set.Count()
+	}
+	return 0
+}
+
+// ---------------------------------------------------------------------------
+// the table
+
+func writeCompareTable(w io.Writer, rs []cmpResult) {
+	var ha *cmpResult
+	for i := range rs {
+		if rs[i].name == "HAProxy" {
+			ha = &rs[i]
+		}
+	}
+	type row struct {
+		label  string
+		val    func(r *cmpResult) float64
+		format string
+		proxy  bool // meaningless for the direct column
+	}
+	rows := []row{
+		{"idle tunnels held (failed)", func(r *cmpResult) float64 { return float64(r.tunnels) }, "%.0f", true},
+		{"user-space memory per idle tunnel (anon RSS, B)", func(r *cmpResult) float64 { return r.anonPerTunnel }, "%.0f", true},
+		{"fds per idle tunnel", func(r *cmpResult) float64 { return r.fdsPerTunnel }, "%.2f", true},
+		{"proxy CPU per WebSocket handshake (µs)", func(r *cmpResult) float64 { return r.hsCPUus }, "%.0f", true},
+		{"handshakes/s (16 workers)", func(r *cmpResult) float64 { return r.handshakes }, "%.0f", false},
+		{"proxy CPU per 64 B echo round trip (µs)", func(r *cmpResult) float64 { return r.echoCPUus }, "%.1f", true},
+		{"echo messages/s (50 conns)", func(r *cmpResult) float64 { return r.msgsPerS }, "%.0f", false},
+		{"echo p50 (ms)", func(r *cmpResult) float64 { return r.p50 }, "%.3f", false},
+		{"echo p99 (ms)", func(r *cmpResult) float64 { return r.p99 }, "%.3f", false},
+		{"echo p99.9 (ms)", func(r *cmpResult) float64 { return r.p999 }, "%.3f", false},
+		{"HTTP keep-alive requests/s", func(r *cmpResult) float64 { return r.httpReqS }, "%.0f", false},
+		{"proxy CPU per HTTP request (µs)", func(r *cmpResult) float64 { return r.httpCPUus }, "%.1f", true},
+	}
+	fmt.Fprintf(w, "\n| %-48s |", "figure")
+	for _, r := range rs {
+		fmt.Fprintf(w, " %-20s |", r.name)
+	}
+	fmt.Fprintf(w, "\n|%s|", strings.Repeat("-", 50))
+	for range rs {
+		fmt.Fprintf(w, "%s|", strings.Repeat("-", 22))
+	}
+	fmt.Fprintln(w)
+	for _, rw := range rows {
+		fmt.Fprintf(w, "| %-48s |", rw.label)
+		for i := range rs {
+			r := &rs[i]
+			v := rw.val(r)
+			cell := "—"
+			if v != 0 && !(rw.proxy && r.name == "direct") {
+				cell = fmt.Sprintf(rw.format, v)
+				if rw.label == "idle tunnels held (failed)" {
+					cell += fmt.Sprintf(" (%d)", r.failed)
+				} else if ha != nil && r != ha && rw.val(ha) != 0 {
+					cell += fmt.Sprintf(" (%.2f×)", v/rw.val(ha))
+				}
+			}
+			fmt.Fprintf(w, " %-20s |", cell)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "\n(×) = ratio to HAProxy. Lower is better for memory, fds, CPU and latency; higher for rates.")
+	for _, r := range rs {
+		if r.echoErrors != "" {
+			fmt.Fprintf(w, "%s echo: %s\n", r.name, r.echoErrors)
+		}
+		if r.httpTool != "" {
+			fmt.Fprintf(w, "HTTP load: %s\n", r.httpTool)
+			break
+		}
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envDur(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}

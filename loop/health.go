@@ -1,0 +1,80 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/http1"
+)
+
+// DefaultHealthPath is the path active checks GET unless told otherwise.
+const DefaultHealthPath = "/health"
+
+// HealthProbe returns the active check for balancer.HealthConfig.Probe: a
+// GET of path on a new plain TCP connection to the backend, with the
+// backend's configured HOST:PORT as Host and "Connection: close"; any
+// 2xx or 3xx status is healthy. The whole check (connect, send, response
+// head) must finish within timeout and ctx's deadline; the body is not
+// read. path must start with "/".
+func HealthProbe(path string, timeout time.Duration) func(ctx context.Context, b *balancer.Backend) error {
+	req := func(host string) []byte {
+		return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: wsgate-health\r\nAccept: */*\r\nConnection: close\r\n\r\n", path, host)
+	}
+	return func(ctx context.Context, b *balancer.Backend) error {
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", b.Addr())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if dl, ok := ctx.Deadline(); ok {
+			c.SetDeadline(dl)
+		}
+		stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) }) // cancel wakes the reads
+		defer stop()
+		if _, err := c.Write(req(b.Host())); err != nil {
+			return err
+		}
+		buf := make([]byte, 4096)
+		var resp http1.Response
+		lim := http1.Limits{MaxHeaderBytes: len(buf), MaxLineBytes: len(buf)}
+		n := 0
+		for {
+			m, rerr := c.Read(buf[n:])
+			n += m
+			if n > 0 {
+				perr := resp.Parse(buf[:n], &lim)
+				switch {
+				case perr == nil && resp.Status < 200:
+					// An interim response (100, 103): the final one follows.
+					n = copy(buf, buf[resp.HeadLen:n])
+					continue
+				case perr == nil:
+					if resp.Status >= 400 {
+						return fmt.Errorf("GET %s: status %d", path, resp.Status)
+					}
+					return nil
+				case perr != http1.ErrNeedMore:
+					return fmt.Errorf("GET %s: %w", path, perr)
+				case n == len(buf):
+					return fmt.Errorf("GET %s: response head over %d bytes", path, len(buf))
+				}
+			}
+			if rerr != nil {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) || isTimeout(rerr) {
+					return fmt.Errorf("GET %s: no response within the health timeout", path)
+				}
+				return fmt.Errorf("GET %s: %w", path, rerr)
+			}
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package loop_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/loop"
+)
+
+// backendAt returns a Backend for addr (as configured) from a one-pool
+// Balancer.
+func backendAt(t *testing.T, addr string) *balancer.Backend {
+	t.Helper()
+	bc, err := balancer.ParseBackend(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bl, err := balancer.New(balancer.Config{Backends: []balancer.BackendConfig{bc}, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bl.Pool("").Backends()[0]
+}
+
+func TestHealthProbe(t *testing.T) {
+	var gotHost, gotPath, gotUA string
+	addr := httpBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotHost, gotPath, gotUA = r.Host, r.URL.Path, r.UserAgent()
+		switch r.URL.Path {
+		case "/health":
+			w.Write([]byte("ok"))
+		case "/moved":
+			http.Redirect(w, r, "/health", http.StatusFound)
+		case "/notfound":
+			http.NotFound(w, r)
+		default:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	b := backendAt(t, addr)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		path string
+		ok   bool
+	}{{"/health", true}, {"/moved", true}, {"/notfound", false}, {"/down", false}} {
+		err := loop.HealthProbe(tc.path, time.Second)(ctx, b)
+		if (err == nil) != tc.ok {
+			t.Errorf("GET %s: %v, want ok=%v", tc.path, err, tc.ok)
+		}
+		if gotPath != tc.path || gotHost != addr || gotUA != "wsgate-health" {
+			t.Errorf("GET %s: backend saw path %q Host %q User-Agent %q", tc.path, gotPath, gotHost, gotUA)
+		}
+	}
+}
+
+func TestHealthProbeFailures(t *testing.T) {
+	ctx := context.Background()
+
+	// Nothing listening: refused at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	if err := loop.HealthProbe("/health", time.Second)(ctx, backendAt(t, dead)); err == nil {
+		t.Errorf("probe of a closed port passed")
+	}
+
+	// Accepts and never answers: fails at --health-timeout, not later.
+	hung := rawBackend(t, func(c net.Conn) {
+		bufio.NewReader(c).ReadString('\n')
+		time.Sleep(5 * time.Second)
+	})
+	start := time.Now()
+	err = loop.HealthProbe("/health", 300*time.Millisecond)(ctx, backendAt(t, hung))
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "health timeout") {
+		t.Errorf("probe of a silent backend: %v, want a timeout", err)
+	}
+	if took > 3*time.Second {
+		t.Errorf("probe with a 300ms timeout took %v", took)
+	}
+
+	// Garbage instead of HTTP.
+	junk := rawBackend(t, func(c net.Conn) { c.Write([]byte("SSH-2.0-OpenSSH\r\n\r\n")) })
+	if err := loop.HealthProbe("/health", time.Second)(ctx, backendAt(t, junk)); err == nil {
+		t.Errorf("probe of a non-HTTP backend passed")
+	}
+
+	// A 100 Continue before the final answer is skipped.
+	interim := rawBackend(t, func(c net.Conn) {
+		bufio.NewReader(c).ReadString('\n')
+		c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"))
+	})
+	if err := loop.HealthProbe("/health", time.Second)(ctx, backendAt(t, interim)); err != nil {
+		t.Errorf("100 then 204: %v", err)
+	}
+}

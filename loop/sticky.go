@@ -1,0 +1,388 @@
+package loop
+
+// Stickiness in the exchange (balancer/sticky.go has the token scheme):
+//
+//   - auto/sid: an Engine.IO polling handshake (no sid, not a WebSocket)
+//     is picked by the pool's policy, and the sid in the 200 response gets
+//     "." + the node's token (relayHandshake; the response must have a
+//     Content-Length and fit in the exchange buffer with its head, else it is
+//     forwarded untouched and counted). A request whose sid carries a token
+//     goes to that node when it is in the pool and usable, with the token
+//     removed from the target, so the backend never sees it; otherwise the
+//     pool's policy picks and wsgate_sticky_misses_total{reason} counts it.
+//   - cookie: a request whose cookie "wsgate_POOL" names a usable node goes
+//     there; every response from another node than the cookie named (or to a
+//     request without one) sets the cookie (HttpOnly, SameSite=Lax, Path=/,
+//     Secure on https; a session cookie). The cookie is forwarded as sent.
+//   - ip: rendezvous hashing of the client address; the peer's, or for a
+//     peer in --trusted-proxies the X-Forwarded-For entry nearest to us that
+//     is not itself a trusted proxy.
+
+import (
+	"bytes"
+	"net/netip"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/http1"
+)
+
+// Sticky miss reasons (wsgate_sticky_misses_total{reason}).
+const (
+	missUntagged    = "untagged"    // an Engine.IO sid without a token
+	missUnknown     = "unknown"     // a token (sid or cookie) that names no backend of the pool now
+	missUnhealthy   = "unhealthy"   // the named backend is not usable
+	missUnreachable = "unreachable" // the named backend could not be connected to
+)
+
+var (
+	mStickyHits   = metrics.GetOrCreateCounter(`wsgate_sticky_hits_total`)
+	mStickyMisses = map[string]*metrics.Counter{}
+	// Handshake responses tagged, and those that could not be (not an open
+	// packet, chunked, too large).
+	mStickyTagged   = metrics.GetOrCreateCounter(`wsgate_sticky_handshakes_total{result="tagged"}`)
+	mStickyUntagged = metrics.GetOrCreateCounter(`wsgate_sticky_handshakes_total{result="untagged"}`)
+)
+
+func init() {
+	for _, r := range []string{missUntagged, missUnknown, missUnhealthy, missUnreachable} {
+		mStickyMisses[r] = metrics.GetOrCreateCounter(`wsgate_sticky_misses_total{reason="` + r + `"}`)
+	}
+}
+
+func stickyMiss(reason string) { mStickyMisses[reason].Inc() }
+
+// stickyState is one exchange's sticky decision. Owned by the exchange; its
+// buffers keep their capacity across exchanges.
+type stickyState struct {
+	pool      *balancer.Pool
+	want      *balancer.Backend // the node the request names, until the first pick
+	pinned    *balancer.Backend // the node pinned by the first pick, until a second pick
+	cookieB   *balancer.Backend // StickyCookie: the node the request's cookie named
+	handshake bool              // tag the sid of the response
+	upgrade   bool              // a WebSocket upgrade of a session (sid set)
+	cookie    bool              // StickyCookie: maybe set the cookie
+	ip        bool              // StickyIP: pick by ipKey
+	ipKey     []byte            // client address, canonical text
+	sid       []byte            // the request's sid, untagged
+	target    []byte            // the target without the token
+	body      []byte            // the tagged handshake body
+	fwd       http1.Forward     // the Forward with Target set to target
+}
+
+func (st *stickyState) reset() {
+	st.pool, st.want, st.pinned, st.cookieB = nil, nil, nil, nil
+	st.handshake, st.upgrade, st.cookie, st.ip = false, false, false, false
+	st.ipKey, st.sid, st.target, st.body = st.ipKey[:0], st.sid[:0], st.target[:0], st.body[:0]
+	st.fwd = http1.Forward{}
+	if cap(st.body) > 4<<10 {
+		st.body = nil
+	}
+}
+
+// PollingSessions is the number of Engine.IO sessions counted in their
+// polling phase (each also counts in its backend's Active).
+func (s *Server) PollingSessions() int { return s.sticky.PollingSessions() }
+
+// stickyRequest classifies the request (parsed from head, routed to pool)
+// for the sticky mode and returns the Forward to use: fwd, or a copy whose
+// Target has the sid's token removed. fwd.Target, when set, is the target
+// to be sent (a stripped route prefix, say) and is read instead of the
+// request's.
+func (s *Server) stickyRequest(cc *clientConn, ex *exchange, head []byte, pool *balancer.Pool, fwd *http1.Forward) *http1.Forward {
+	st := &ex.sticky
+	st.reset()
+	st.pool = pool
+	req := &ex.req
+	mode := s.sticky.Mode()
+	switch mode {
+	case balancer.StickyNone:
+		return fwd
+	case balancer.StickyCookie:
+		st.cookie = true
+		if v := cookieValue(req, head, s.sticky.CookieName(pool)); v != nil {
+			if b := s.sticky.Lookup(pool, v); b != nil {
+				st.want, st.cookieB = b, b
+			} else {
+				stickyMiss(missUnknown)
+			}
+		}
+		return fwd
+	case balancer.StickyIP:
+		st.ip = true
+		st.ipKey = s.clientKey(st.ipKey[:0], cc, req, head)
+		return fwd
+	}
+
+	target := fwd.Target
+	if target == nil {
+		target = req.Target.Of(head)
+	}
+	q := parseEIOTarget(target)
+	if mode == balancer.StickyAuto && !q.path && !q.eio || mode == balancer.StickySID && !q.eio && !q.hasSID {
+		return fwd
+	}
+	if !q.hasSID {
+		st.handshake = !req.WebSocket && !q.websocket && !q.jsonp && req.IsMethod(head, "GET")
+		return fwd
+	}
+	sid, tok, ok := balancer.CutToken(target[q.sidStart:q.sidEnd])
+	st.sid = append(st.sid[:0], sid...)
+	st.upgrade = req.WebSocket
+	if !st.upgrade {
+		s.sticky.SessionSeen(st.sid)
+	}
+	if !ok {
+		stickyMiss(missUntagged)
+		return fwd
+	}
+	if b := s.sticky.Lookup(pool, tok); b != nil {
+		st.want = b
+	} else {
+		stickyMiss(missUnknown)
+	}
+	st.target = append(st.target[:0], target[:q.sidStart+len(sid)]...)
+	st.target = append(st.target, target[q.sidEnd:]...)
+	st.fwd = *fwd
+	st.fwd.Target = st.target
+	return &st.fwd
+}
+
+// pick chooses the backend for the exchange's next connection attempt: the
+// node the request names, the first time, when it is usable; else by client
+// address (StickyIP) or the pool's policy. Like Pool.Pick it counts one
+// against the backend returned.
+func (s *Server) pick(pool *balancer.Pool, ex *exchange) *balancer.Backend {
+	st := &ex.sticky
+	s.sticky.Sweep()
+	if b := st.want; b != nil {
+		st.want = nil
+		if s.sticky.Pin(b, ex.skip) {
+			st.pinned = b
+			mStickyHits.Inc()
+			return b
+		}
+		stickyMiss(missUnhealthy)
+	} else if st.pinned != nil {
+		st.pinned = nil
+		stickyMiss(missUnreachable)
+	}
+	if st.ip {
+		return s.sticky.PickHash(pool, st.ipKey, ex.skip)
+	}
+	return pool.Pick(ex.skip)
+}
+
+// stickyResponse is called with each response head (out) about to go to
+// the client from backend b: it adds the cookie under StickyCookie, and
+// ends the polling phase of a session whose upgrade succeeded.
+func (s *Server) stickyResponse(cc *clientConn, ex *exchange, b *balancer.Backend, out []byte) []byte {
+	st := &ex.sticky
+	if st.upgrade && ex.resp.Status == 101 {
+		s.sticky.SessionUpgraded(st.sid)
+	}
+	if !st.cookie || b == st.cookieB || len(out) < 4 {
+		return out
+	}
+	out = out[:len(out)-2] // before the empty line
+	out = append(out, "Set-Cookie: "...)
+	out = append(out, s.sticky.CookieName(st.pool)...)
+	out = append(out, '=')
+	out = s.sticky.AppendToken(out, st.pool, b)
+	out = append(out, "; Path=/; HttpOnly; SameSite=Lax"...)
+	if cc.fwd.Proto == "https" {
+		out = append(out, "; Secure"...)
+	}
+	return append(out, "\r\n\r\n"...)
+}
+
+// relayHandshake relays the response to an Engine.IO handshake with the
+// node's token added to the sid. A response that is not a 200 with a
+// Content-Length fitting in ex.buf, or whose body is not an open packet, is
+// relayed untouched by relayResponse.
+func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf int, closeAfter bool) action {
+	resp := &ex.resp
+	st := &ex.sticky
+	if resp.Status != 200 || resp.Body(false) != http1.BodyLength || resp.ContentLength > int64(len(ex.buf)-resp.HeadLen) {
+		mStickyUntagged.Inc()
+		return s.relayResponse(cc, ex, uc, nbuf, false, closeAfter)
+	}
+	end := resp.HeadLen + int(resp.ContentLength)
+	if nbuf < end {
+		uc.c.SetReadDeadline(time.Now().Add(s.cfg.ResponseTimeout))
+		for nbuf < end {
+			m, err := uc.c.Read(ex.buf[nbuf:end])
+			nbuf += m
+			if err != nil && nbuf < end {
+				status := 502
+				if isTimeout(err) {
+					upstreamError(upTimeout)
+					status = 504
+				} else {
+					upstreamError(upReset)
+				}
+				s.cfg.Logf("backend %s: handshake body: %v", uc.b.Addr(), err)
+				s.drop(uc, actClose)
+				return s.fail(cc, status, true)
+			}
+		}
+	}
+	tok := s.sticky.AppendToken(st.target[:0], st.pool, uc.b) // st.target is free: a handshake has no sid
+	body, sid, ttl, ok := tagHandshake(st.body[:0], ex.buf[resp.HeadLen:end], tok)
+	if !ok {
+		mStickyUntagged.Inc()
+		return s.relayResponse(cc, ex, uc, nbuf, false, closeAfter)
+	}
+	st.body, st.target = body, tok
+	mStickyTagged.Inc()
+	s.sticky.SessionStarted(sid, uc.b, ttl)
+
+	if ex.http10 && !closeAfter {
+		ex.out = http1.AppendResponseKeepAlive(ex.out[:0], ex.buf[:nbuf], resp)
+	} else {
+		ex.out = http1.AppendResponse(ex.out[:0], ex.buf[:nbuf], resp, closeAfter)
+	}
+	ex.out = setContentLength(ex.out, len(body))
+	ex.out = append(ex.out, body...)
+	w := cc.conn.Writer()
+	w.WriteBinary(ex.out)
+	if w.Flush() != nil {
+		return s.drop(uc, actClose)
+	}
+	if !resp.Close && nbuf == end {
+		uc.b.Release()
+		s.ups.put(uc)
+	} else {
+		s.drop(uc, actKeep)
+	}
+	if closeAfter {
+		return actClose
+	}
+	return actKeep
+}
+
+// setContentLength rewrites, in place, the value of every Content-Length
+// line of the head in out (as AppendResponse writes it: "Name: value\r\n"
+// lines ending in an empty line) to n.
+func setContentLength(out []byte, n int) []byte {
+	var num [20]byte
+	val := appendInt(num[:0], n)
+	i := bytes.Index(out, []byte("\r\n")) + 2 // after the status line
+	for i > 1 && i < len(out) {
+		e := bytes.Index(out[i:], []byte("\r\n"))
+		if e <= 0 {
+			break // the empty line, or no line end
+		}
+		line := out[i : i+e]
+		if c := bytes.IndexByte(line, ':'); c == len("Content-Length") && equalFoldASCII(line[:c], "content-length") {
+			vs := i + c + 1
+			for vs < i+e && (out[vs] == ' ' || out[vs] == '\t') {
+				vs++
+			}
+			tail := append([]byte(nil), out[i+e:]...)
+			out = append(append(out[:vs], val...), tail...)
+			e = vs - i + len(val)
+		}
+		i += e + 2
+	}
+	return out
+}
+
+// cookieValue returns the value of cookie name in the request's Cookie
+// headers, or nil.
+func cookieValue(req *http1.Request, head []byte, name string) []byte {
+	for i := 0; i < req.N; i++ {
+		h := req.Headers[i]
+		if !equalFoldASCII(h.Name.Of(head), "cookie") {
+			continue
+		}
+		v := h.Value.Of(head)
+		for len(v) > 0 {
+			p := v
+			if j := bytes.IndexByte(v, ';'); j >= 0 {
+				p, v = v[:j], v[j+1:]
+			} else {
+				v = nil
+			}
+			p = bytes.TrimLeft(p, " \t")
+			if len(p) > len(name) && p[len(name)] == '=' && string(p[:len(name)]) == name {
+				return bytes.TrimRight(p[len(name)+1:], " \t")
+			}
+		}
+	}
+	return nil
+}
+
+// clientKey appends the client address for StickyIP: the peer's address,
+// or, when the peer is a trusted proxy, the X-Forwarded-For entry nearest
+// to us that is not a trusted proxy itself (the leftmost when all are).
+func (s *Server) clientKey(dst []byte, cc *clientConn, req *http1.Request, head []byte) []byte {
+	if !cc.fwd.Trusted {
+		return append(dst, cc.fwd.ClientIP...)
+	}
+	var found, leftmost netip.Addr
+	// Walk the X-Forwarded-For values from the last header backwards, each
+	// from its last entry backwards.
+	for i := req.N - 1; i >= 0 && !found.IsValid(); i-- {
+		h := req.Headers[i]
+		if !equalFoldASCII(h.Name.Of(head), "x-forwarded-for") {
+			continue
+		}
+		v := h.Value.Of(head)
+		for len(v) > 0 {
+			e := v
+			if j := bytes.LastIndexByte(v, ','); j >= 0 {
+				e, v = v[j+1:], v[:j]
+			} else {
+				v = nil
+			}
+			a, ok := parseForwardedAddr(bytes.TrimSpace(e))
+			if !ok {
+				continue
+			}
+			leftmost = a
+			if !s.trusted(a) {
+				found = a
+				break
+			}
+		}
+	}
+	switch {
+	case found.IsValid():
+		return found.AppendTo(dst)
+	case leftmost.IsValid():
+		return leftmost.AppendTo(dst)
+	}
+	return append(dst, cc.fwd.ClientIP...)
+}
+
+// parseForwardedAddr reads an X-Forwarded-For entry: an address, possibly
+// with a port ("192.0.2.1:4711", "[2001:db8::1]:4711").
+func parseForwardedAddr(b []byte) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(string(b)); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(string(b)); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+// equalFoldASCII compares b with lower (lower case) ignoring ASCII case.
+func equalFoldASCII(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
