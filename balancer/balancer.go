@@ -42,6 +42,10 @@ type Config struct {
 	// its counts followed) while its tunnels finish; default
 	// DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// OnDrainTimeout, when set, is called (on its own goroutine) for a
+	// removed backend whose drain timeout passed while it still had
+	// requests or tunnels, so that the caller can close them.
+	OnDrainTimeout func(*Backend)
 	// Clock is the time source for health, ejection, slow start and drain;
 	// default the real clock. Tests inject a fake one.
 	Clock Clock

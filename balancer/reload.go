@@ -183,8 +183,14 @@ func (bl *Balancer) sweepDrainedLocked() {
 		case n == 0:
 			bl.cfg.Logf("backend %s: drained", b)
 		case now.Sub(since) >= bl.cfg.DrainTimeout:
-			bl.cfg.Logf("backend %s: --drain-timeout %v passed with %d active (%d tunnels); no longer followed, its tunnels run until they end",
-				b, bl.cfg.DrainTimeout, n, b.Tunnels())
+			if f := bl.cfg.OnDrainTimeout; f != nil {
+				bl.cfg.Logf("backend %s: --drain-timeout %v passed with %d active (%d tunnels); closing its tunnels",
+					b, bl.cfg.DrainTimeout, n, b.Tunnels())
+				go f(b)
+			} else {
+				bl.cfg.Logf("backend %s: --drain-timeout %v passed with %d active (%d tunnels); no longer followed, its tunnels run until they end",
+					b, bl.cfg.DrainTimeout, n, b.Tunnels())
+			}
 		default:
 			continue
 		}

@@ -547,7 +547,7 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 			return nil
 		}
 		b.TunnelStarted()
-		if err := engine.Add(fd, upfd, toBackend, toClient, done); err != nil {
+		if err := engine.AddTagged(backendTag(b), fd, upfd, toBackend, toClient, done); err != nil {
 			s.cfg.Logf("tunnel: %v", err)
 			b.TunnelEnded()
 		}

@@ -1,6 +1,8 @@
 package loop
 
 import (
+	"unsafe"
+
 	"github.com/cloudwego/netpoll"
 	"golang.org/x/sys/unix"
 
@@ -27,4 +29,16 @@ func closeFd(fd int) { unix.Close(fd) }
 // tunnelClosed runs on the tunnel engine when a tunnel ends.
 func tunnelClosed(b *balancer.Backend, st tunnel.Stats) {
 	b.TunnelEnded()
+}
+
+// backendTag names a backend's tunnels in the engine. A Backend never moves
+// in memory, and every tunnel with this tag holds the Backend (its done
+// callback releases it), so the address cannot be reused by another Backend
+// while such a tunnel exists.
+func backendTag(b *balancer.Backend) uint64 { return uint64(uintptr(unsafe.Pointer(b))) }
+
+// CloseBackendTunnels closes the tunnels of b (a removed backend whose
+// drain timeout passed) and returns how many it closed.
+func (s *Server) CloseBackendTunnels(b *balancer.Backend) int {
+	return s.cfg.Tunnels.CloseTagged(backendTag(b))
 }

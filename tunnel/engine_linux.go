@@ -60,6 +60,12 @@ func New(cfg Config) (*Engine, error) {
 // done is called exactly once, from an engine goroutine, after both fds
 // are closed; it must not block for long, nor call Close or CloseAll.
 func (e *Engine) Add(clientFd, backendFd int, toBackend, toClient []byte, done func(Stats)) error {
+	return e.AddTagged(0, clientFd, backendFd, toBackend, toClient, done)
+}
+
+// AddTagged is Add with a tag that CloseTagged can later close the tunnel by
+// (the caller's name for a group, such as the tunnels of one backend).
+func (e *Engine) AddTagged(tag uint64, clientFd, backendFd int, toBackend, toClient []byte, done func(Stats)) error {
 	if clientFd < 0 || backendFd < 0 || clientFd == backendFd {
 		closeFd(clientFd)
 		if backendFd != clientFd {
@@ -81,7 +87,7 @@ func (e *Engine) Add(clientFd, backendFd int, toBackend, toClient []byte, done f
 			return fmt.Errorf("%w: %d: %w", ErrBadFd, fd, err)
 		}
 	}
-	c := command{kind: cmdAdd, fd: [2]int32{int32(clientFd), int32(backendFd)}, done: done,
+	c := command{kind: cmdAdd, fd: [2]int32{int32(clientFd), int32(backendFd)}, done: done, tag: tag,
 		start: int64(e.cfg.Now().Sub(e.epoch))}
 	if len(toBackend) > 0 {
 		c.init[SideClient], c.initN[SideClient] = e.bufs.copyIn(toBackend), int32(len(toBackend))

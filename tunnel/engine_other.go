@@ -13,6 +13,14 @@ func (e *Engine) Add(clientFd, backendFd int, toBackend, toClient []byte, done f
 	return ErrUnsupported
 }
 
+// AddTagged returns ErrUnsupported.
+func (e *Engine) AddTagged(tag uint64, clientFd, backendFd int, toBackend, toClient []byte, done func(Stats)) error {
+	return ErrUnsupported
+}
+
+// CloseTagged does nothing where the engine is unavailable.
+func (e *Engine) CloseTagged(tag uint64) int { return 0 }
+
 func (e *Engine) Len() int     { return 0 }
 func (e *Engine) CloseAll()    {}
 func (e *Engine) Close() error { return nil }

@@ -39,6 +39,7 @@ type command struct {
 	initN [2]int32
 	start int64 // cmdAdd: nanoseconds since Engine.epoch
 	done  func(Stats)
+	tag   uint64        // cmdAdd
 	fn    func(*loop)   // cmdRun
 	ack   chan struct{} // cmdRun
 }
@@ -273,6 +274,7 @@ func (l *loop) add(c *command) {
 	t.sflags = [2]uint8{sideWritable, sideWritable}
 	t.start = c.start
 	t.done = c.done
+	t.tag = c.tag
 	t.lastActive = l.nowTick
 	for s := range t.dir {
 		if c.init[s] != nil {

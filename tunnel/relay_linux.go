@@ -53,6 +53,7 @@ type tunnel struct {
 	lastActive int64    // tick of the last byte moved (the wheel compares it, activity never touches the wheel)
 	start      int64    // ns since Engine.epoch at Add
 	done       func(Stats)
+	tag        uint64 // AddTagged's tag; 0 for Add
 }
 
 // handle processes one epoll event for side s of t.

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -76,6 +77,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logger := log.New(stderr, "wsgate: ", log.LstdFlags|log.Lmicroseconds)
 
 	bcfg.Logf = logger.Printf
+	// A removed backend's tunnels that outlive --drain-timeout are closed.
+	var srvRef atomic.Pointer[loop.Server]
+	bcfg.OnDrainTimeout = func(b *balancer.Backend) {
+		if s := srvRef.Load(); s != nil {
+			logger.Printf("backend %s: closed %d tunnels at the drain timeout", b, s.CloseBackendTunnels(b))
+		}
+	}
 	bal, err := balancer.New(bcfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "wsgate: %v\n", err)
@@ -109,6 +117,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		engine.Close()
 		return 1
 	}
+	srvRef.Store(srv)
 	registerGauges(srv, engine, bal)
 	registerOpsMetrics(srv, engine, bal, alog) // admin.go
 	go trimMemory(5*time.Second, 1<<20)
