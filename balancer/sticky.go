@@ -174,7 +174,7 @@ func NewSticky(cfg StickyConfig) (*Sticky, error) {
 	if s.max <= 0 {
 		s.max = DefaultMaxPollingSessions
 	}
-	s.polling.m = make(map[string]*pollEntry)
+	s.polling.m = make(map[string]*Session)
 	return s, nil
 }
 

@@ -406,3 +406,83 @@ func TestPollingSessionsRequeue(t *testing.T) {
 		t.Fatalf("heap holds %d items for 500 sessions", q)
 	}
 }
+
+// A request of a counted session shares the session's unit: the session
+// weighs one whether a request of it is in flight, it is mid-upgrade, or it
+// is a tunnel; nothing is ever released twice, also when the session expires
+// while a request of it is in flight.
+func TestPollingSessionJoin(t *testing.T) {
+	clk := newStickyClock()
+	bl := newTestBalancer(t, "10.0.0.1:3000", "10.0.0.2:3000")
+	p := bl.Pool("")
+	a, other := p.Backends()[0], p.Backends()[1]
+	s := newTestSticky(t, StickyConfig{Now: clk.nowFunc()})
+	sid := []byte("s1")
+	s.SessionStarted(sid, a, 10*time.Second)
+
+	// A long-poll GET and a POST of the session, in flight together.
+	if !s.Pin(a, nil) {
+		t.Fatal("Pin")
+	}
+	get := s.Join(sid, a)
+	s.Pin(a, nil)
+	post := s.Join(sid, a)
+	if get == nil || post == nil || a.Active() != 1 {
+		t.Fatalf("two joined requests: active %d, want 1", a.Active())
+	}
+	if s.Join(sid, other) != nil || s.Join([]byte("nope"), a) != nil {
+		t.Fatal("Join of another backend's or an unknown session")
+	}
+	a.Release() // the POST ends: the exchange releases, then leaves
+	s.Leave(post)
+	if a.Active() != 1 {
+		t.Fatalf("after the POST: active %d, want 1", a.Active())
+	}
+	// The upgrade, joined, becomes a tunnel; the GET ends after it.
+	s.Pin(a, nil)
+	up := s.Join(sid, a)
+	s.Upgraded(up)
+	if a.Active() != 1 || s.PollingSessions() != 0 {
+		t.Fatalf("upgraded: active %d sessions %d, want 1 and 0", a.Active(), s.PollingSessions())
+	}
+	a.Release()
+	s.Leave(get)
+	if a.Active() != 1 {
+		t.Fatalf("tunnel alone: active %d, want 1", a.Active())
+	}
+	a.Release() // the tunnel ends
+	if a.Active() != 0 || a.Underflows() != 0 {
+		t.Fatalf("all over: active %d underflows %d", a.Active(), a.Underflows())
+	}
+
+	// A session that expires while a request of it is in flight: the last
+	// Leave releases its unit.
+	s.SessionStarted([]byte("s2"), a, 10*time.Second)
+	s.Pin(a, nil)
+	r := s.Join([]byte("s2"), a)
+	clk.Advance(11 * time.Second)
+	s.Sweep()
+	if s.PollingSessions() != 0 || a.Active() != 1 {
+		t.Fatalf("expired while joined: sessions %d active %d, want 0 and 1", s.PollingSessions(), a.Active())
+	}
+	a.Release()
+	s.Leave(r)
+	if a.Active() != 0 || a.Underflows() != 0 {
+		t.Fatalf("after the last Leave: active %d underflows %d", a.Active(), a.Underflows())
+	}
+
+	// Upgraded after the session was replaced: the tunnel still counts one.
+	s.SessionStarted([]byte("s3"), a, 10*time.Second)
+	s.Pin(a, nil)
+	r = s.Join([]byte("s3"), a)
+	s.SessionStarted([]byte("s3"), other, 10*time.Second) // replaced (orphaned: r is joined)
+	s.Upgraded(r)
+	if a.Active() != 1 || other.Active() != 1 {
+		t.Fatalf("upgrade of a replaced session: a %d other %d, want 1 and 1", a.Active(), other.Active())
+	}
+	a.Release()
+	s.SessionUpgraded([]byte("s3"))
+	if a.Active() != 0 || other.Active() != 0 || a.Underflows()+other.Underflows() != 0 {
+		t.Fatalf("end: a %d other %d underflows %d", a.Active(), other.Active(), a.Underflows()+other.Underflows())
+	}
+}

@@ -5,7 +5,8 @@
 //
 // It does no I/O, starts no goroutines and imports nothing internal. The hot
 // paths (Request.Parse, Response.Parse, ChunkScanner.Scan, AppendRequest,
-// AppendResponse, AppendError, AcceptKey, CheckWebSocket) allocate nothing
+// AppendResponse, AppendError, AppendRejection, AcceptKey, CheckWebSocket)
+// allocate nothing
 // when dst has room (MaxAppendRequest, MaxAppendResponse); alloc_test.go
 // checks it.
 //
@@ -45,6 +46,7 @@
 //	header line starting with SP/HTAB (obs-fold, also before the
 //	  first header)                                                400   ErrObsFold
 //	empty or non-token name, whitespace before the colon, no colon 400   ErrBadHeaderName
+//	Content_Length / Transfer_Encoding ('_' for '-', any case)     400   ErrBadHeaderName
 //	NUL, other CTL or DEL in a value (HTAB and obs-text allowed)   400   ErrBadHeaderValue
 //	HTTP/1.1 without Host (also with absolute-form)                400   ErrMissingHost
 //	two Host headers                                               400   ErrDuplicateHost
@@ -68,17 +70,22 @@
 //	Upgrade not a list of protocol[/version] tokens                400   ErrBadHeaderValue
 //	HTTP/1.1 Expect other than exactly "100-continue"
 //	  (HTTP/1.0 Expect is ignored, RFC 9110 10.1.1)                417   ErrExpectation
-//	Upgrade naming websocket, but not GET, not HTTP/1.1, no
-//	  Connection token "upgrade", or a body (RFC 6455 4.2.1)       400   ErrBadWebSocket
+//	HTTP/1.1 Upgrade naming websocket with Connection token
+//	  "upgrade", but not GET, or with a body (RFC 6455 4.1)        400   ErrBadWebSocket
 //	  ... Sec-WebSocket-Key missing/repeated/not base64 of 16 bytes 400   ErrBadWebSocketKey
-//	  ... Sec-WebSocket-Version missing/repeated/not "13"          400   ErrBadWebSocketVersion
+//	  ... Sec-WebSocket-Version missing/repeated/not "13"          426   ErrBadWebSocketVersion
 //
 // Choices: bare LF is rejected everywhere (RFC 9112 2.2 permits, never
 // requires, accepting it). Up to 4 empty lines before the request line are
-// skipped (RFC 9112 2.2) and count in HeadLen. An Upgrade without websocket
-// (h2c, say) is not an error: Upgrade is set and the request is forwarded
-// without it. A WebSocket version other than 13 gets 400, not 426, because
-// AppendError writes no Sec-WebSocket-Version header.
+// skipped (RFC 9112 2.2) and count in HeadLen. An upgrade is requested only
+// by HTTP/1.1 with both an Upgrade header and the Connection option
+// "upgrade" (RFC 9110 7.8); an unpaired one, or either in HTTP/1.0, is
+// ignored: Upgrade stays false and the request is plain HTTP. An upgrade to
+// anything but websocket (h2c, say) is not an error either: the request is
+// forwarded without Upgrade and HTTP2-Settings. AppendRejection writes the
+// 426 with "Upgrade: websocket" and "Sec-WebSocket-Version: 13".
+// RULES.md lists every rule with its RFC section and what nginx and HAProxy
+// answer.
 //
 // Responses follow the same header rules; every Response.Parse error has
 // Status 502 (ErrBadStatusLine, ErrResponseVersion,
@@ -92,14 +99,17 @@
 //
 // ChunkScanner validates a chunked body byte by byte while the raw bytes are
 // forwarded; its errors (ErrBadChunk, ErrChunkLineTooLong, ErrChunkOverhead,
-// ErrTrailerTooLarge) are 400. Its limits are kept inside what net/http
+// ErrTrailerTooLarge) are 400. Committed tells a body limit the size a chunk
+// announced before its data arrives. Trailers stay in the body: they are
+// never merged into the head. Its limits are kept inside what net/http
 // accepts so that a Go backend never refuses a body we passed.
 // Trailer fields are checked for syntax only.
 //
 // # Rewriting
 //
 // AppendRequest and AppendResponse remove hop-by-hop headers (Connection,
-// Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Proxy-Authorization
+// Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, HTTP2-Settings,
+// Proxy-Authorization
 // on requests, Proxy-Authenticate on responses, and any header named in
 // Connection except Host, Content-Length and Transfer-Encoding), keep the
 // body framing headers, set X-Forwarded-*, X-Real-IP and Forwarded, restore

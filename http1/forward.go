@@ -61,7 +61,7 @@ func MaxAppendResponse(resp *Response) int {
 //     the target;
 //   - headers in their order, rebuilt as "Name: value" with the name as
 //     received, except: Connection, Keep-Alive, Proxy-Connection, TE,
-//     Trailer, Upgrade, Proxy-Authorization (credentials for a proxy, never
+//     Trailer, Upgrade, HTTP2-Settings, Proxy-Authorization (credentials for a proxy, never
 //     for the backend) and every header named in Connection (but Host,
 //     Content-Length and Transfer-Encoding are never dropped that way) are
 //     removed; Expect is removed (the proxy answers 100 itself); repeated

@@ -63,6 +63,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
+	defer s.stickyDone(ex) // sticky.go: after the backend's Release
 	s.recordHead(ex, head) // accesslog.go
 
 	bodyKind := req.Body()

@@ -70,10 +70,14 @@ type stickyState struct {
 	target    []byte            // the target without the token
 	body      []byte            // the tagged handshake body
 	fwd       http1.Forward     // the Forward with Target set to target
+	// ref is the polling session the request joined (it shares the
+	// session's count on pinned instead of adding its own); stickyDone,
+	// a second pick or an upgrade ends the join.
+	ref *balancer.Session
 }
 
 func (st *stickyState) reset() {
-	st.pool, st.want, st.pinned, st.cookieB = nil, nil, nil, nil
+	st.pool, st.want, st.pinned, st.cookieB, st.ref = nil, nil, nil, nil, nil
 	st.handshake, st.upgrade, st.cookie, st.ip = false, false, false, false
 	st.ipKey, st.sid, st.target, st.body = st.ipKey[:0], st.sid[:0], st.target[:0], st.body[:0]
 	st.fwd = http1.Forward{}
@@ -162,11 +166,19 @@ func (s *Server) pick(pool *balancer.Pool, ex *exchange) *balancer.Backend {
 		if s.sticky.Pin(b, ex.skip) {
 			st.pinned = b
 			mStickyHits.Inc()
+			if len(st.sid) > 0 {
+				st.ref = s.sticky.Join(st.sid, b)
+			}
 			return b
 		}
 		stickyMiss(missUnhealthy)
 	} else if st.pinned != nil {
+		// The pinned node could not be reached; its Pick is released.
 		st.pinned = nil
+		if st.ref != nil {
+			s.sticky.Leave(st.ref)
+			st.ref = nil
+		}
 		stickyMiss(missUnreachable)
 	}
 	if st.ip {
@@ -175,13 +187,27 @@ func (s *Server) pick(pool *balancer.Pool, ex *exchange) *balancer.Backend {
 	return pool.Pick(ex.skip)
 }
 
+// stickyDone runs when an exchange ends, after its backend's Pick is
+// released: a request that shared its session's count gives it back.
+func (s *Server) stickyDone(ex *exchange) {
+	if st := &ex.sticky; st.ref != nil {
+		s.sticky.Leave(st.ref)
+		st.ref = nil
+	}
+}
+
 // stickyResponse is called with each response head (out) about to go to
 // the client from backend b: it adds the cookie under StickyCookie, and
 // ends the polling phase of a session whose upgrade succeeded.
 func (s *Server) stickyResponse(cc *clientConn, ex *exchange, b *balancer.Backend, out []byte) []byte {
 	st := &ex.sticky
 	if st.upgrade && ex.resp.Status == 101 {
-		s.sticky.SessionUpgraded(st.sid)
+		if st.ref != nil {
+			s.sticky.Upgraded(st.ref) // the session's count becomes the tunnel's
+			st.ref = nil
+		} else {
+			s.sticky.SessionUpgraded(st.sid)
+		}
 	}
 	if !st.cookie || b == st.cookieB || len(out) < 4 {
 		return out

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,10 +53,39 @@ func TestCompareProxies(t *testing.T) {
 		}
 		out.WriteString("\n")
 	}
+	// Responses: each proxy in front of a backend answering garbage.
+	sb := newScriptedBackend(t, badResponses)
+	ps := startProxy(t, []string{sb.addr}, nil)
+	raddrs := []string{ps.addr, startBaseline(t, "nginx", sb.addr), startBaseline(t, "haproxy", sb.addr)}
+	for _, path := range sortedKeys(badResponses) {
+		fmt.Fprintf(&out, "| response %s |", path)
+		for _, a := range raddrs {
+			c, err := net.Dial("tcp", a)
+			if err != nil {
+				out.WriteString(" dial error |")
+				continue
+			}
+			c.Write([]byte("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"))
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			st, _, _ := readOne(c)
+			c.Close()
+			fmt.Fprintf(&out, " %d |", st)
+		}
+		out.WriteString("\n")
+	}
 	t.Log("\n" + out.String())
 	if f := os.Getenv("WSGATE_COMPARE_OUT"); f != "" {
 		os.WriteFile(f, []byte(out.String()), 0o644)
 	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }
 
 func names[T any](xs []T, f func(T) string) []string {

@@ -67,29 +67,33 @@ func (sb *scriptedBackend) afterwards(path string) string {
 	return sb.after[path]
 }
 
+// badResponses are answers a backend must not get past the proxy: 502 to the
+// client, and the upstream connection closed, never reused.
+var badResponses = map[string]string{
+	"/te-and-cl":          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	"/cl-and-te":          "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	"/cl-letters":         "HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\nhello",
+	"/cl-list":            "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello",
+	"/cl-two-values":      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+	"/cl-negative":        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nhello",
+	"/te-gzip-chunked":    "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	"/te-identity":        "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nhello",
+	"/te-quoted":          "HTTP/1.1 200 OK\r\nTransfer-Encoding: \"chunked\"\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	"/te-http10":          "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	"/bare-lf":            "HTTP/1.1 200 OK\nContent-Length: 5\n\nhello",
+	"/obs-fold":           "HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 5\r\n\r\nhello",
+	"/space-before-colon": "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello",
+	"/nul-in-value":       "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 5\r\n\r\nhello",
+	"/status-2000":        "HTTP/1.1 2000 OK\r\nContent-Length: 5\r\n\r\nhello",
+	"/http2":              "HTTP/2 200\r\nContent-Length: 5\r\n\r\nhello",
+	"/garbage":            "hello world\r\n\r\n",
+	"/101-unasked":        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+}
+
 // Responses a backend must not get past the proxy: 502 to the client, and the
 // upstream connection closed, never reused.
 func TestStrictBadResponsesAre502AndNotReused(t *testing.T) {
-	answers := map[string]string{
-		"/te-and-cl":          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-		"/cl-and-te":          "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-		"/cl-letters":         "HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\nhello",
-		"/cl-list":            "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello",
-		"/cl-two-values":      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
-		"/cl-negative":        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nhello",
-		"/te-gzip-chunked":    "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-		"/te-identity":        "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nhello",
-		"/te-quoted":          "HTTP/1.1 200 OK\r\nTransfer-Encoding: \"chunked\"\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-		"/te-http10":          "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-		"/bare-lf":            "HTTP/1.1 200 OK\nContent-Length: 5\n\nhello",
-		"/obs-fold":           "HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 5\r\n\r\nhello",
-		"/space-before-colon": "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello",
-		"/nul-in-value":       "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 5\r\n\r\nhello",
-		"/status-2000":        "HTTP/1.1 2000 OK\r\nContent-Length: 5\r\n\r\nhello",
-		"/http2":              "HTTP/2 200\r\nContent-Length: 5\r\n\r\nhello",
-		"/garbage":            "hello world\r\n\r\n",
-		"/101-unasked":        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-	}
+	answers := badResponses
 	sb := newScriptedBackend(t, answers)
 	p := startProxy(t, []string{sb.addr}, nil)
 	for path := range answers {

@@ -49,6 +49,7 @@ type command struct {
 type loop struct {
 	e      *Engine // immutable
 	epfd   int     // immutable; closed when the loop exits
+	poll   *poller // owns epfd; parks the loop on Go's netpoller (wait_linux.go)
 	evfd   int     // eventfd that wakes the loop for commands; immutable
 	events []unix.EpollEvent
 
@@ -97,7 +98,7 @@ func newLoop(e *Engine) (*loop, error) {
 		unix.Close(evfd)
 		return nil, fmt.Errorf("tunnel: epoll_ctl eventfd: %w", err)
 	}
-	l := &loop{e: e, epfd: epfd, evfd: evfd, events: make([]unix.EpollEvent, maxEvents)}
+	l := &loop{e: e, epfd: epfd, evfd: evfd, events: make([]unix.EpollEvent, maxEvents), poll: newPoller(epfd)}
 	l.updateNow()
 	l.wheel = wheel.New(wheel.SlotsFor(max(e.timeoutTicks, e.finTicks), maxWheelSize), l.nowTick)
 	l.expire = l.expireSlot
@@ -105,7 +106,7 @@ func newLoop(e *Engine) (*loop, error) {
 }
 
 func (l *loop) closeFds() {
-	unix.Close(l.epfd)
+	l.poll.close() // owns epfd
 	unix.Close(l.evfd)
 }
 
@@ -167,9 +168,9 @@ func (l *loop) updateNow() {
 	l.nowTick = int64(l.e.cfg.Now().Sub(l.e.epoch) / l.e.cfg.Tick)
 }
 
-// waitMsec is the epoll_wait timeout: until the next tick while the wheel
-// holds anything, else forever.
-func (l *loop) waitMsec() int {
+// waitFor is how long to wait for events: until the next tick while the
+// wheel holds anything, else forever (-1).
+func (l *loop) waitFor() time.Duration {
 	if l.wheel.Len() == 0 {
 		return -1
 	}
@@ -178,16 +179,22 @@ func (l *loop) waitMsec() int {
 	if wait <= 0 {
 		return 0
 	}
-	return int((wait + time.Millisecond - 1) / time.Millisecond)
+	return (wait + time.Millisecond - 1) / time.Millisecond * time.Millisecond
 }
 
-// run is the loop goroutine. It blocks in epoll_wait on its own OS thread
-// (no LockOSThread: measured, no gain) and handles, per wakeup: tunnel
-// events, then commands, then metrics, then the wheel.
+// wait fills l.events: parked on Go's netpoller where possible
+// (wait_linux.go), else blocked in epoll_wait.
+func (l *loop) wait() (int, error) {
+	return l.poll.wait(l.epfd, l.events, l.waitFor())
+}
+
+// run is the loop goroutine. It waits for events parked on Go's netpoller
+// (wait_linux.go; no LockOSThread: measured, no gain) and handles, per
+// wakeup: tunnel events, then commands, then metrics, then the wheel.
 func (l *loop) run() {
 	defer l.e.wg.Done()
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events, l.waitMsec())
+		n, err := l.wait()
 		if err != nil {
 			if err == unix.EINTR {
 				continue

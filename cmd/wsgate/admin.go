@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -185,4 +186,16 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// readyHandler is GET /ready on --admin: 200 while serving, 503 from the
+// moment a drain starts, for the health check of whatever balances across
+// instances (a Kubernetes readinessProbe, a cloud load balancer, keepalived).
+func readyHandler(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if st := ops.Load(); st != nil && st.srv.Phase() != loop.DrainServing {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	io.WriteString(w, "ready\n")
 }

@@ -169,6 +169,7 @@ func adminHandler(bal *balancer.Balancer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /status.json", statusHandler(bal))
 	mux.Handle("GET /status", statusPageHandler(bal)) // statuspage.go
+	mux.HandleFunc("GET /ready", readyHandler)        // admin.go: 503 once draining
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		metrics.WritePrometheus(w, true)
