@@ -98,7 +98,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			if t.sflags[dst]&sideWritable == 0 {
 				return true
 			}
-			n, err := unix.Write(int(t.fd[dst]), (*d.buf)[d.off:d.end])
+			n, err := rawWrite(t.fd[dst], (*d.buf)[d.off:d.end])
 			if n > 0 {
 				d.off += int32(n)
 				l.wrote(t, src, n)
@@ -128,7 +128,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			if t.sflags[dst]&sideWritable == 0 {
 				return true
 			}
-			n, err := unix.Splice(int(d.p.r), nil, int(t.fd[dst]), nil, int(d.inPipe), spliceFlags)
+			n, err := rawSplice(d.p.r, t.fd[dst], int(d.inPipe))
 			if n > 0 {
 				d.inPipe -= int32(n)
 				l.spliceBytes += int64(n)
@@ -155,7 +155,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			l.stopSplice(d)
 			// An error here (ENOTCONN: the destination is gone) shows up
 			// as an event on that side; the direction is finished anyway.
-			unix.Shutdown(int(t.fd[dst]), unix.SHUT_WR)
+			rawShutdownWrite(t.fd[dst])
 			if t.dir[dst].flags&dirShut != 0 {
 				l.close(t, idx, closedBy(t.first), nil)
 				return false
@@ -168,7 +168,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			return true
 		}
 		if d.flags&dirSplicing != 0 {
-			n, err := unix.Splice(int(t.fd[src]), nil, int(d.p.w), nil, l.e.cfg.MaxPending, spliceFlags)
+			n, err := rawSplice(t.fd[src], d.p.w, l.e.cfg.MaxPending)
 			if err != nil {
 				switch err {
 				case unix.EAGAIN: // the flow went quiet: back to buffers, pipe back to the pool
@@ -195,7 +195,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 		if b == nil {
 			b = l.e.bufs.get()
 		}
-		n, err := unix.Read(int(t.fd[src]), *b)
+		n, err := rawRead(t.fd[src], *b)
 		if err != nil {
 			l.scratch = b
 			switch err {
