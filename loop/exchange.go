@@ -1,7 +1,6 @@
 package loop
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"syscall"
@@ -113,6 +112,12 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 		uc, err = s.ups.get(b, s.cfg.ConnectTimeout)
 		if err == nil {
 			break
+		}
+		if outOfFiles(err) { // this process is out of files: no backend is at fault (upstream.go)
+			upstreamError(upConnErr)
+			s.logOutOfFiles("connecting to a backend", err)
+			b.Release()
+			return s.fail(cc, 503, true)
 		}
 		failKind = dialErrKind(err)
 		upstreamError(failKind)
@@ -514,17 +519,17 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 	resp := &ex.resp
 	ex.out = http1.AppendResponse(ex.out[:0], ex.buf[:nbuf], resp, false)
 	ex.out = s.stickyResponse(cc, ex, b, ex.out) // sticky.go: cookie; a session's polling phase ends
-	cc.conn.Writer().WriteBinary(ex.out)
-	if cc.conn.Writer().Flush() != nil {
-		return s.drop(uc, actClose)
-	}
-	var toClient []byte
-	if nbuf > resp.HeadLen {
-		toClient = bytes.Clone(ex.buf[resp.HeadLen:nbuf]) // ex is reused once the handler returns
-	}
+	// The 101 goes out through the tunnel engine, as the first of the bytes
+	// it owes the client (followed by any the backend sent behind its 101):
+	// a client may send frames as soon as it has the 101, and it must not
+	// get it before netpoll has stopped reading the socket, or netpoll could
+	// read those frames into a buffer nobody reads again.
+	toClient := make([]byte, 0, len(ex.out)+nbuf-resp.HeadLen) // ex is reused once the handler returns
+	toClient = append(toClient, ex.out...)
+	toClient = append(toClient, ex.buf[resp.HeadLen:nbuf]...)
 	upfd, err := uc.takeFd()
 	if err != nil {
-		s.cfg.Logf("tunnel: %v", err)
+		s.logTunnelErr(err)
 		b.Release()
 		return actClose
 	}
@@ -541,15 +546,16 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 			toBackend, _ = c.Reader().Next(n)
 		}
 		fd, err := dupFd(c)
-		if err != nil {
-			s.cfg.Logf("tunnel: %v", err)
+		if err != nil { // the client never got its 101; closing tells it
+
+			s.logTunnelErr(err)
 			closeFd(upfd)
 			b.Release()
 			return nil
 		}
 		b.TunnelStarted()
 		if err := engine.AddTagged(backendTag(b), fd, upfd, toBackend, toClient, done); err != nil {
-			s.cfg.Logf("tunnel: %v", err)
+			s.logTunnelErr(err)
 			b.TunnelEnded()
 		}
 		return nil

@@ -37,7 +37,7 @@ const (
 	DefaultConnectTimeout   = 5 * time.Second
 	DefaultResponseTimeout  = 60 * time.Second
 	DefaultMaxHeaderBytes   = 16 << 10
-	DefaultMaxIdleUpstream  = 64
+	DefaultMaxIdleUpstream  = 256 // per backend; below the client concurrency, keep-alive load re-dials (measured: a sixth of the CPU at 100 clients)
 	DefaultUpstreamIdle     = 30 * time.Second
 )
 

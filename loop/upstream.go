@@ -2,9 +2,11 @@ package loop
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -132,6 +134,44 @@ func (uc *upConn) takeFd() (int, error) {
 		err = derr
 	}
 	return fd, err
+}
+
+// outOfFiles reports whether err is this process (or the system) running
+// out of file descriptors: a local condition that must not count against
+// a backend's health, nor be retried on the next backend.
+func outOfFiles(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// outOfFilesLog limits the "out of files" log line to one a second, with a
+// count of those left out, so that a flood of clients past the open-file
+// limit does not flood the log.
+var outOfFilesLog struct {
+	last       atomic.Int64 // unix nanoseconds of the last line
+	suppressed atomic.Int64
+}
+
+func (s *Server) logOutOfFiles(what string, err error) {
+	now := time.Now().UnixNano()
+	last := outOfFilesLog.last.Load()
+	if now-last < int64(time.Second) || !outOfFilesLog.last.CompareAndSwap(last, now) {
+		outOfFilesLog.suppressed.Add(1)
+		return
+	}
+	more := ""
+	if n := outOfFilesLog.suppressed.Swap(0); n > 0 {
+		more = fmt.Sprintf(" (and %d more since the last line)", n)
+	}
+	s.cfg.Logf("out of file descriptors %s: %v: new connections get 503 until tunnels close; raise the open-file limit (ulimit -n) or run more wsgate processes%s", what, err, more)
+}
+
+// logTunnelErr logs a failed hand-over to the tunnel engine.
+func (s *Server) logTunnelErr(err error) {
+	if outOfFiles(err) {
+		s.logOutOfFiles("handing a connection to the tunnel engine", err)
+		return
+	}
+	s.cfg.Logf("tunnel: %v", err)
 }
 
 // Upstream failure kinds, for metrics and logs.

@@ -205,3 +205,32 @@ func itoa(n int) string {
 	}
 	return string(b[i:])
 }
+
+// A client may send frames the moment it has the 101. Those bytes must
+// never be lost at the switch from netpoll to the tunnel engine, however
+// the timing falls: many handshakes, each sending at once.
+func TestFrameRightAfter101IsNeverLost(t *testing.T) {
+	be := wsEchoBackend(t, "a", true)
+	p := startProxy(t, []string{be}, nil)
+	n := 300
+	if testing.Short() {
+		n = 50
+	}
+	for i := range n {
+		c := dial(t, p.addr)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte(handshake("x", "/ws")))
+		br := bufio.NewReader(c)
+		if head, err := readHead(br); err != nil || !strings.HasPrefix(head, "HTTP/1.1 101 ") {
+			t.Fatalf("handshake %d: %q %v", i, head, err)
+		}
+		c.Write(maskedFrame("right away")) // no pause after the 101
+		if _, m, err := readFrame(br); err != nil || m != "hello from a" {
+			t.Fatalf("handshake %d: first frame %q, %v", i, m, err)
+		}
+		if _, m, err := readFrame(br); err != nil || m != "right away" {
+			t.Fatalf("handshake %d: the frame sent right after the 101 was lost: %q, %v", i, m, err)
+		}
+		c.Close()
+	}
+}
