@@ -4,13 +4,14 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build run test test-race vet bench bench-compare fuzz clean
+.PHONY: all build run test test-race vet bench bench-compare bench-scale fuzz clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wsgate ./cmd/wsgate
 	$(GO) build -trimpath -o $(BIN)/wsgate-demo ./cmd/wsgate-demo
+	$(GO) build -trimpath -o $(BIN)/wsbench ./cmd/wsbench
 
 # wsgate on 127.0.0.1:8080 in front of two demo backends (3001, 3002); Ctrl-C stops all three.
 run: build
@@ -50,12 +51,26 @@ bench:
 # Every fuzz target in the module (func FuzzX in a _test.go file), each for FUZZTIME.
 # New corpus entries land in the Go build cache; crashers in the package's testdata/fuzz/.
 FUZZTIME ?= 60s
-# wsbench against a direct echo backend (another process): 64 B echo
-# throughput and CPU per message beside a plain gorilla/websocket closed-loop
-# client, then 9,000 connections held from one process (memory per connection).
+# wsgate beside HAProxy, nginx and a direct connection, one after another,
+# under the same load against the same two echo backends: memory and files
+# per idle tunnel (8,000), CPU per handshake and per echo, messages/s,
+# latency, HTTP keep-alive requests/s, each as a ratio to HAProxy
+# (cmd/wsgate/compare_test.go; BENCHMARKS.md has a full run). Installs
+# nginx, haproxy and wrk from Debian when absent. Then wsbench's own
+# efficiency: 64 B echo beside a plain gorilla/websocket client, and 9,000
+# connections held from one process.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 bench-compare:
+	@command -v nginx >/dev/null && command -v haproxy >/dev/null && command -v wrk >/dev/null || { \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nginx haproxy wrk; }
+	WSGATE_COMPARE=1 $(GO) test -count=1 -timeout 30m -run 'TestCompareProxies' ./cmd/wsgate
 	$(GO) test -run '^$$' -bench 'Echo64' -benchtime 200000x -count 3 ./bench
 	WSBENCH_MEASURE=1 $(GO) test -count=1 -run 'TestMeasure' -v ./bench | grep -E 'round|connect 9000|^(ok|FAIL|---)'
+
+# 9,900 tunnels in one wsgate under the 20,000-file limit, a 60 s hold, then
+# clients past the limit (about 3 minutes; cmd/wsgate/scale_test.go).
+bench-scale:
+	WSGATE_SCALE=1 $(GO) test -count=1 -timeout 15m -run 'TestScale9900' -v ./cmd/wsgate | grep -E 'scale_test|^(ok|FAIL|---)'
 
 fuzz:
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \

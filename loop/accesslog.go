@@ -240,10 +240,14 @@ func (s *Server) exchangeDone(cc *clientConn, ex *exchange) {
 // tunnelDone returns the tunnel's done callback: it releases the backend's
 // count (tunnelClosed), observes the tunnel's duration, and logs the close.
 // Called by startTunnel while ex still holds the handshake.
-func (s *Server) tunnelDone(cc *clientConn, ex *exchange, b *balancer.Backend) func(tunnel.Stats) {
+//
+// head is the length of the 101 response head, which the engine sends as the
+// first bytes it owes the client; it is not counted as tunnel traffic.
+func (s *Server) tunnelDone(cc *clientConn, ex *exchange, b *balancer.Backend, head int) func(tunnel.Stats) {
 	a := s.cfg.AccessLog
 	if a == nil {
 		return func(st tunnel.Stats) {
+			st.BackendToClient = max(st.BackendToClient-int64(head), 0)
 			tunnelClosed(b, st)
 			mTunnelDuration.Update(st.Duration.Seconds())
 		}
@@ -257,6 +261,7 @@ func (s *Server) tunnelDone(cc *clientConn, ex *exchange, b *balancer.Backend) f
 	hostEnd := ipLen + r.h - r.m
 	pool := r.pool
 	return func(st tunnel.Stats) {
+		st.BackendToClient = max(st.BackendToClient-int64(head), 0)
 		tunnelClosed(b, st)
 		mTunnelDuration.Update(st.Duration.Seconds())
 		bp := lineBufs.Get().(*[]byte)

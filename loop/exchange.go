@@ -535,7 +535,7 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 	}
 	countStatus(101)
 	cc.status = 101
-	done := s.tunnelDone(cc, ex, b) // accesslog.go: duration, log line
+	done := s.tunnelDone(cc, ex, b, len(ex.out)) // accesslog.go: duration, log line
 	engine := s.cfg.Tunnels
 	// netpoll runs close callbacks after it has stopped polling the socket
 	// and before it closes it, newest first: this one takes a duplicate of

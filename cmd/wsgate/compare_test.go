@@ -164,7 +164,6 @@ func TestCompareProxies(t *testing.T) {
 	fmt.Fprintf(&b, "open-file limit %d for every process; workers: HAProxy nbthread 1, nginx worker_processes 1, wsgate GOMAXPROCS=%d\n", lim.Cur, procs)
 	writeCompareTable(&b, results)
 	fmt.Print(b.String())
-	t.Log(b.String())
 }
 
 // measureProxy runs every row against one proxy.

@@ -37,7 +37,7 @@ import (
 )
 
 // idleTunnelBound is the asserted anonymous RSS per idle tunnel at 3,000
-// tunnels. Measured about 850 B in several runs (BENCHMARKS.md); the goal is
+// tunnels. Measured 800–1,160 B in six runs (BENCHMARKS.md); the goal is
 // 1 KiB at 9,000, and the bound leaves room for a noisy run.
 const idleTunnelBound = 2048
 
@@ -53,7 +53,7 @@ func TestIdleTunnelMemoryBound(t *testing.T) {
 	g.waitMetricEq(t, mTunnelsOpen, 0, 10*time.Second)
 	time.Sleep(2 * time.Second)
 	anon0 := statusKiB(t, g.pid(), "RssAnon:")
-	fd0 := countFds(t, g.pid())
+	fd0 := steadyFds(t, g.pid())
 
 	conns, _ := openTunnels(t, g.addr, n, 100)
 	g.waitMetricEq(t, mTunnelsOpen, n, 30*time.Second)
@@ -61,7 +61,7 @@ func TestIdleTunnelMemoryBound(t *testing.T) {
 	// burst goes once the header timeout (10 s) has passed.
 	time.Sleep(15 * time.Second)
 	anon1 := statusKiB(t, g.pid(), "RssAnon:")
-	fd1 := countFds(t, g.pid())
+	fd1 := steadyFds(t, g.pid())
 	per := float64(anon1-anon0) * 1024 / n
 	t.Logf("%d idle tunnels: %.0f B anonymous RSS each (bound %d B); %d files for them", n, per, idleTunnelBound, fd1-fd0)
 	if per > idleTunnelBound {
@@ -100,9 +100,10 @@ func TestScale9900(t *testing.T) {
 		waitHTTP(t, "http://"+addr+"/health", 10*time.Second)
 	}
 	g := startGate(t, "-b", backends[0], "-b", backends[1])
+	g.metrics() // the admin connection the test keeps open counts in the base
 	time.Sleep(time.Second)
 	anon0 := statusKiB(t, g.pid(), "RssAnon:")
-	fd0 := countFds(t, g.pid())
+	fd0 := steadyFds(t, g.pid())
 	var lim unix.Rlimit
 	unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
 	t.Logf("open-file limit %d; wsgate has %d files open before", lim.Cur, fd0)
@@ -143,7 +144,7 @@ func TestScale9900(t *testing.T) {
 	g.waitMetricEq(t, mTunnelsOpen, float64(n), 30*time.Second)
 	time.Sleep(15 * time.Second) // the burst settles
 	anon1 := statusKiB(t, g.pid(), "RssAnon:")
-	fd1 := countFds(t, g.pid())
+	fd1 := steadyFds(t, g.pid())
 	t.Logf("wsgate with %d tunnels: %d files (%.2f per tunnel), anonymous RSS %.0f B per tunnel",
 		n, fd1, float64(fd1-fd0)/float64(n), float64(anon1-anon0)*1024/float64(n))
 	if fd1-fd0 != 2*n {
@@ -161,19 +162,22 @@ func TestScale9900(t *testing.T) {
 		t.Errorf("%d of %d tunnels did not echo after the %v hold", echoed[1], n, hold)
 	}
 
-	// Past the limit.
+	// Past the limit: 300 more clients within a 10 s window, in which
+	// wsgate's CPU and log lines are counted.
+	const extra, window = 300, 10 * time.Second
 	logBefore := strings.Count(g.stderr.String(), "\n")
 	c0 = cpuTicks(g.pid())
-	const extra = 300
-	over := overLimit(t, g.addr, extra, 10*time.Second)
+	wstart := time.Now()
+	over := overLimit(t, g.addr, extra, 5*time.Second)
+	time.Sleep(time.Until(wstart.Add(window)))
 	cpu := float64(cpuTicks(g.pid())-c0) / clkTck
 	logLines := strings.Count(g.stderr.String(), "\n") - logBefore
-	t.Logf("past the limit: %d more clients: %d got a tunnel, %d an HTTP error %v, %d no answer; wsgate CPU %.2f s over %.0f s, %d log lines",
-		extra, over.ok, over.httpErr, over.statuses, over.noAnswer, cpu, over.took.Seconds(), logLines)
-	if cpu > 0.25*over.took.Seconds() {
-		t.Errorf("wsgate used %.2f s of CPU in %v past the file limit: a spin?", cpu, over.took.Round(time.Second))
+	t.Logf("past the limit: %d more clients: %d got a tunnel, %d an HTTP error %v, %d no answer (in %v); wsgate CPU %.2f s over %v, %d log lines",
+		extra, over.ok, over.httpErr, over.statuses, over.noAnswer, over.took.Round(time.Millisecond), cpu, window, logLines)
+	if cpu > 0.25*window.Seconds() {
+		t.Errorf("wsgate used %.2f s of CPU in %v past the file limit: a spin?", cpu, window)
 	}
-	if logLines > 2*extra {
+	if logLines > 3*extra {
 		t.Errorf("%d log lines for %d clients past the limit: flooding", logLines, extra)
 	}
 	if !strings.Contains(g.stderr.String(), "too many open files") {
@@ -181,6 +185,9 @@ func TestScale9900(t *testing.T) {
 	}
 	if over.ok+over.httpErr+over.noAnswer != extra {
 		t.Errorf("accounting: %+v", over)
+	}
+	if over.statuses[502] > 0 {
+		t.Errorf("%d clients past the limit got 502: running out of files is not a backend's fault (want 503)", over.statuses[502])
 	}
 	over.closeAll()
 
@@ -204,9 +211,9 @@ func TestScale9900(t *testing.T) {
 // overResult is what clients past the file limit got.
 type overResult struct {
 	ok, httpErr, noAnswer int
-	statuses            map[int]int
-	took                time.Duration
-	conns               []*websocket.Conn
+	statuses              map[int]int
+	took                  time.Duration
+	conns                 []*websocket.Conn
 }
 
 func (o *overResult) closeAll() {
@@ -316,6 +323,17 @@ func TestScaleClientProcess(t *testing.T) {
 		}
 	}
 	fmt.Println("closed")
+}
+
+// steadyFds is the fewest files pid had open in ten looks over a second:
+// a health check's socket comes and goes.
+func steadyFds(t *testing.T, pid int) int {
+	n := countFds(t, pid)
+	for range 9 {
+		time.Sleep(100 * time.Millisecond)
+		n = min(n, countFds(t, pid))
+	}
+	return n
 }
 
 // parallel runs fn(0..n-1) on at most par goroutines.
