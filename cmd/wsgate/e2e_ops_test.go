@@ -402,6 +402,10 @@ func TestOpsAccessLog(t *testing.T) {
 	c.ReadMessage()                                        // 7 bytes back
 	c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 	c.ReadMessage()
+	// Wait for the backend's FIN to come through before closing, so that
+	// the backend is the side that finished first.
+	c.UnderlyingConn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.Copy(io.Discard, c.UnderlyingConn())
 	c.Close()
 	g.waitMetricEq(t, "wsgate_tunnel_duration_seconds_count", 1, 10*time.Second)
 	g.stop() // flushes the log
