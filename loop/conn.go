@@ -40,6 +40,15 @@ type clientConn struct {
 	linger bool // close with a lingering close (reject.go); handler goroutine only
 
 	status uint16 // status answered to the current request (accesslog.go); handler goroutine only
+
+	// Edge (limits.go, proxyproto.go). clientIP is set in onPrepare and, by a
+	// PROXY header, before the first request; proxy is the header still to
+	// read; ipKey/ipHeld are its --max-conns-per-ip count, released by the
+	// close callback. Handler goroutine only, once netpoll has handed over.
+	clientIP netip.Addr
+	proxy    uint8
+	ipHeld   bool
+	ipKey    addrKey
 }
 
 // markBusy claims an idle connection for its handler; false when the idle
@@ -69,6 +78,9 @@ const (
 )
 
 func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
+	if !s.admitConn(conn) { // limits.go: --max-conns
+		return context.Background()
+	}
 	cc := &clientConn{conn: conn, acceptedAt: time.Now(), wheel: wheelLinks{slot: -1}}
 	ip := peerIP(conn.RemoteAddr())
 	cc.fwd = http1.Forward{ClientIP: []byte(ip.String()), Proto: "http", Trusted: s.trusted(ip)}
@@ -78,10 +90,14 @@ func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 		cc.state.Store(stateClosed)
 		s.idle.remove(cc)
 		s.open.Add(-1)
+		s.releaseIP(cc) // limits.go
 		return nil
 	})
 	cc.state.Store(stateIdle)
 	s.idle.add(cc, s.cfg.HeaderTimeout)
+	if !s.prepareEdge(cc, ip) { // limits.go: PROXY header to come, or --max-conns-per-ip now
+		refuse(conn)
+	}
 	return context.WithValue(context.Background(), ctxKey{}, cc)
 }
 
@@ -112,6 +128,9 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	}
 	if !cc.markBusy(s.idle) {
 		return nil // the idle wheel is closing it
+	}
+	if cc.proxy != proxyNone && !s.readProxyHeader(cc) { // proxyproto.go
+		return conn.Close()
 	}
 	ex := exchanges.Get().(*exchange)
 	act := actKeep

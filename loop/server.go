@@ -80,6 +80,10 @@ type Config struct {
 	// AccessLog, when set, gets a line per request and per tunnel close
 	// (accesslog.go); nil logs nothing.
 	AccessLog *AccessLog
+
+	// Edge: PROXY protocol, connection and rate limits, WebSocket origins,
+	// TLS termination, redirect to https (limits.go); zero: none of it.
+	Edge EdgeConfig
 }
 
 func (c *Config) normalize() error {
@@ -130,6 +134,8 @@ type Server struct {
 	draining atomic.Bool
 
 	drainPhase atomic.Int32 // DrainPhase (drain.go)
+
+	edge *edgeState // limits.go; immutable after New
 }
 
 // New checks cfg and opens its listeners; Serve starts accepting.
@@ -158,6 +164,10 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("listen %s: %w", addr, err)
 		}
 		s.lns = append(s.lns, ln)
+	}
+	if err := s.openEdge(); err != nil { // tls.go: edge state, TLS listeners
+		s.closeListeners()
+		return nil, err
 	}
 	return s, nil
 }
@@ -191,13 +201,20 @@ func (s *Server) Serve() error {
 			return fmt.Errorf("loop: %w", err)
 		}
 		s.loops = append(s.loops, el)
+		sl, err := shedding(ln) // limits_accept.go: EMFILE without spinning
+		if err != nil {
+			return fmt.Errorf("loop: %w", err)
+		}
 		s.serving.Add(1)
 		go func(ln net.Listener) {
 			defer s.serving.Done()
-			if err := el.Serve(ln); err != nil && !s.draining.Load() {
+			if err := el.Serve(sl); err != nil && !s.draining.Load() {
 				s.cfg.Logf("listener %s: %v", ln.Addr(), err)
 			}
 		}(ln)
+	}
+	if err := s.serveFront(); err != nil { // tls.go: the TLS front
+		return err
 	}
 	go s.idle.run()
 	return nil
@@ -209,6 +226,8 @@ func (s *Server) Serve() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.handOver(ctx) // drain_linux.go: steer new connections to a successor first
+	// tls.go: the same for the TLS listeners
+	s.closeFront(ctx)
 	s.mu.Lock()
 	loops := s.loops
 	s.loops = nil

@@ -37,6 +37,7 @@ type options struct {
 	health         healthOptions // health checks, slow start, --backends-file, DNS (backends.go)
 	sticky         stickyOptions // --sticky, --sticky-secret(-file) (sticky_flags.go)
 	ops            opsOptions    // --access-log, --check, --drain-spread (admin.go)
+	edge           edgeOptions   // TLS, PROXY protocol, limits, origins (edge_flags.go)
 }
 
 // usageError is a bad command line: one line naming the flag, exit status 2.
@@ -67,6 +68,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	o.health.register(fs)
 	o.sticky.register(fs)
 	o.ops.register(fs)
+	o.edge.register(fs)
 	return fs
 }
 
@@ -102,6 +104,9 @@ func parseFlags(args []string) (*options, *pflag.FlagSet, error) {
 		return nil, fs, err
 	}
 	if err := o.ops.validate(o.drainTO); err != nil {
+		return nil, fs, err
+	}
+	if _, err := o.edge.config(); err != nil { // edge_flags.go
 		return nil, fs, err
 	}
 	return o, fs, nil

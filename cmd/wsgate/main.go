@@ -66,6 +66,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wsgate: %v\n", err)
 		return 2
 	}
+	edgeCfg, err := o.edge.config() // edge_flags.go
+	if err != nil {
+		fmt.Fprintf(stderr, "wsgate: %v\n", err)
+		return 2
+	}
 	alog, alogFile, err := o.ops.openAccessLog(stdout) // admin.go; nil when off
 	if err != nil {
 		fmt.Fprintf(stderr, "wsgate: %v\n", err)
@@ -111,6 +116,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Sticky:           stickyCfg,
 		Logf:             logger.Printf,
 		AccessLog:        alog,
+		Edge:             edgeCfg,
 	})
 	if err != nil {
 		logger.Print(err)
@@ -141,6 +147,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, a := range srv.Addrs() {
 		logger.Printf("listening on %s", a)
 	}
+	for _, a := range srv.TLSAddrs() {
+		logger.Printf("listening on %s (TLS)", a)
+	}
+	go watchCertReload(srv, logger.Printf) // edge_flags.go: SIGHUP re-reads the certificates
 	for _, p := range bal.Pools() {
 		for _, b := range p.Backends() {
 			logger.Printf("pool %s: backend %s weight %d", p.Name(), b.Addr(), b.Weight())

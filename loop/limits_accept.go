@@ -1,0 +1,155 @@
+package loop
+
+import (
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sys/unix"
+)
+
+// Accepting when out of files.
+//
+// netpoll's own accept loop does not survive EMFILE: measured with a child
+// wsgate under a lowered RLIMIT_NOFILE (TestEMFILEBacksOffAndRecovers), one
+// connection waiting in the accept queue made it burn 1.85 s of CPU in
+// 1.5 s (both cores), logging ~4,700 failed accepts and starting a retry
+// goroutine for each. So every listener is handed to netpoll wrapped in a
+// shedListener, whose Accept never returns EMFILE to it:
+//
+//   - It keeps one spare descriptor (/dev/null). Out of files, it closes
+//     the spare, accepts the waiting connection into the freed number,
+//     closes it at once (the client sees FIN, not a hang in the queue),
+//     and takes the spare again (libuv's and nginx's trick). The queue
+//     drains at the rate clients arrive; nothing waits on a timer and no
+//     event repeats for the same connection.
+//   - Should another thread take the freed number first (the spare is
+//     gone), it backs off (1 ms doubling to 64 ms) on the poller before
+//     trying again, so a level-triggered listener cannot spin.
+//
+// Connections shed this way are counted in
+// wsgate_connections_refused_total{reason="out_of_files"}.
+type shedListener struct {
+	net.Listener          // the *net.TCPListener: Addr, Close
+	file         *os.File // a duplicate of its socket, non-blocking; netpoll polls it
+	fd           int      // file's descriptor
+
+	mu      sync.Mutex // guards spare and backoff; taken only when out of files
+	spare   int        // -1 when lost
+	backoff time.Duration
+}
+
+var mRefusedOutOfFiles = metrics.GetOrCreateCounter(`wsgate_connections_refused_total{reason="out_of_files"}`)
+
+// shedding wraps a listener for netpoll (EventLoop.Serve accepts any
+// netpoll.Listener: a net.Listener with Fd).
+func shedding(ln net.Listener) (*shedListener, error) {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return nil, unix.ENOTSOCK
+	}
+	f, err := tl.File()
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.SetNonblock(int(f.Fd()), true); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &shedListener{Listener: ln, file: f, fd: int(f.Fd()), spare: openSpare()}, nil
+}
+
+func openSpare() int {
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
+}
+
+// Fd is the socket netpoll polls.
+func (l *shedListener) Fd() int { return l.fd }
+
+// Close closes the duplicate, the listener and the spare.
+func (l *shedListener) Close() error {
+	l.file.Close()
+	l.mu.Lock()
+	if l.spare >= 0 {
+		unix.Close(l.spare)
+		l.spare = -1
+	}
+	l.mu.Unlock()
+	return l.Listener.Close()
+}
+
+// Accept accepts one connection; (nil, nil) means none to take now.
+func (l *shedListener) Accept() (net.Conn, error) {
+	for {
+		fd, sa, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC)
+		switch err {
+		case nil:
+			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+			return &acceptedConn{fd: fd, laddr: l.Addr(), raddr: tcpAddrOf(sa)}, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN, unix.ECONNABORTED:
+			return nil, nil
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			l.shed()
+			return nil, nil
+		}
+		return nil, err
+	}
+}
+
+// shed refuses the connection at the head of the accept queue: see above.
+func (l *shedListener) shed() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.spare < 0 {
+		l.spare = openSpare()
+	}
+	if l.spare < 0 {
+		l.backoff = min(max(2*l.backoff, time.Millisecond), 64*time.Millisecond)
+		time.Sleep(l.backoff)
+		return
+	}
+	unix.Close(l.spare)
+	fd, _, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC)
+	if err == nil {
+		unix.Close(fd)
+		mRefusedOutOfFiles.Inc()
+	}
+	l.spare = openSpare()
+	l.backoff = 0
+}
+
+func tcpAddrOf(sa unix.Sockaddr) net.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return &net.TCPAddr{}
+}
+
+// acceptedConn is an accepted socket as netpoll takes it over (it reads
+// only Fd, LocalAddr and RemoteAddr, and does all I/O itself).
+type acceptedConn struct {
+	fd           int
+	laddr, raddr net.Addr
+}
+
+func (c *acceptedConn) Fd() int                            { return c.fd }
+func (c *acceptedConn) LocalAddr() net.Addr                { return c.laddr }
+func (c *acceptedConn) RemoteAddr() net.Addr               { return c.raddr }
+func (c *acceptedConn) Read(b []byte) (int, error)         { return unix.Read(c.fd, b) }
+func (c *acceptedConn) Write(b []byte) (int, error)        { return unix.Write(c.fd, b) }
+func (c *acceptedConn) Close() error                       { return unix.Close(c.fd) }
+func (c *acceptedConn) SetDeadline(t time.Time) error      { return nil }
+func (c *acceptedConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *acceptedConn) SetWriteDeadline(t time.Time) error { return nil }

@@ -1,0 +1,533 @@
+package loop
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/cloudwego/netpoll"
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/http1"
+)
+
+// TLS termination: the TLS front.
+//
+// netpoll has no TLS, and the tunnel engine relays raw sockets. Kernel TLS
+// (crypto/tls handshake, then the negotiated keys installed with
+// setsockopt(SOL_TLS) so that the socket carries plaintext for netpoll and
+// the engine) would keep tunnels on the engine, but it is not available
+// here: the kernel has no "tls" ULP (setsockopt(TCP_ULP, "tls") fails
+// with ENOENT, /proc/net/tls_stat is absent, no modules to load), and
+// crypto/tls exports no traffic keys (they would have to be rebuilt from
+// the key log, and TLS 1.3 post-handshake messages and KeyUpdate handled
+// by hand). A goroutine-per-connection copy of the whole exchange and
+// tunnel logic would be a second proxy to keep in step.
+//
+// So TLS is terminated in front of the plain path: a goroutine per TLS
+// connection does the handshake with crypto/tls, dials a private plain
+// listener on 127.0.0.1 (served by netpoll exactly like --listen) and
+// relays plaintext both ways. The first bytes on that inner connection are
+// a PROXY v2 header (proxyproto.go) naming the real client, with the
+// PP2_TYPE_SSL TLV (so X-Forwarded-Proto is https and --redirect-https
+// leaves it alone) and a random per-process secret TLV, so that no other
+// local process can pose as the front. Every feature of the plain path
+// (limits, origins, stickiness, access log, verified upgrades, the tunnel
+// engine) works unchanged. The cost, per wss tunnel: two more sockets (the
+// inner pair; 4 files instead of 2) and two goroutines whose relay buffers
+// are pooled and held only while bytes are in flight: a relay waits for
+// readability with no buffer (waitReadable), so an idle wss tunnel holds
+// the tls.Conn, two goroutine stacks and no copy buffer. Measured
+// (cmd/wsgate TestMeasureWSS, 2,000 idle tunnels): ~19.5 KiB of user-space
+// memory per wss tunnel against ~0.3 KiB per ws tunnel; wss handshakes/s
+// about a fifth of ws ones (TLS 1.3, ECDSA P-256, client on the same two
+// cores).
+
+// TLSConfig configures TLS termination; no Listen means none.
+type TLSConfig struct {
+	Listen []string    // TLS listener addresses (SO_REUSEPORT, like --listen)
+	Certs  []CertFiles // certificate and key files; the first is the default, others chosen by SNI
+}
+
+// CertFiles is one --tls-cert/--tls-key pair of PEM files.
+type CertFiles struct{ Cert, Key string }
+
+// certSet is the certificates in use, replaced as a whole on reload.
+type certSet struct {
+	byName map[string]*tls.Certificate // lower-case DNS name (or "*.suffix") → certificate
+	def    *tls.Certificate
+}
+
+func loadCerts(files []CertFiles) (*certSet, error) {
+	set := &certSet{byName: map[string]*tls.Certificate{}}
+	for _, f := range files {
+		c, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert %s --tls-key %s: %w", f.Cert, f.Key, err)
+		}
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert %s: %w", f.Cert, err)
+		}
+		c.Leaf = leaf
+		names := leaf.DNSNames
+		if len(names) == 0 && leaf.Subject.CommonName != "" {
+			names = []string{leaf.Subject.CommonName}
+		}
+		for _, ip := range leaf.IPAddresses {
+			names = append(names, ip.String())
+		}
+		for _, n := range names {
+			n = strings.ToLower(n)
+			if _, dup := set.byName[n]; !dup { // the first pair naming a host wins
+				set.byName[n] = &c
+			}
+		}
+		if set.def == nil {
+			set.def = &c
+		}
+	}
+	if set.def == nil {
+		return nil, errors.New("--tls-listen needs at least one --tls-cert/--tls-key pair")
+	}
+	return set, nil
+}
+
+// pick chooses by SNI: the exact name, then a wildcard for its parent, then
+// the default (first) certificate.
+func (cs *certSet) pick(name string) *tls.Certificate {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if c := cs.byName[name]; c != nil {
+		return c
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		if c := cs.byName["*"+name[i:]]; c != nil {
+			return c
+		}
+	}
+	return cs.def
+}
+
+// tlsFront accepts TLS connections and relays them to the inner listener.
+type tlsFront struct {
+	s      *Server        // immutable
+	lns    []net.Listener // immutable after openFront
+	inner  net.Listener   // 127.0.0.1:0, served by netpoll; immutable
+	innerA netip.AddrPort // immutable
+	files  []CertFiles    // immutable
+	conf   *tls.Config    // immutable; reads certs
+
+	certs       atomic.Pointer[certSet]
+	handshaking atomic.Int64 // connections accepted and not yet relayed
+	relaying    atomic.Int64 // connections being relayed
+	closed      atomic.Bool
+}
+
+var (
+	mTLSHandshakes    = metrics.GetOrCreateCounter(`wsgate_tls_handshakes_total{result="ok"}`)
+	mTLSHandshakeErrs = metrics.GetOrCreateCounter(`wsgate_tls_handshakes_total{result="error"}`)
+	mTLSReloads       = metrics.GetOrCreateCounter(`wsgate_tls_reloads_total{result="ok"}`)
+	mTLSReloadErrs    = metrics.GetOrCreateCounter(`wsgate_tls_reloads_total{result="error"}`)
+)
+
+// openEdge sets up the edge state, and with TLS its listeners, the inner
+// listener and the certificates. Called by New after the plain listeners.
+func (s *Server) openEdge() error {
+	e, err := newEdge(s.cfg.Edge)
+	if err != nil {
+		return err
+	}
+	s.edge = e
+	tc := s.cfg.Edge.TLS
+	if len(tc.Listen) == 0 {
+		return nil
+	}
+	f := &tlsFront{s: s, files: tc.Certs}
+	set, err := loadCerts(tc.Certs)
+	if err != nil {
+		return err
+	}
+	f.certs.Store(set)
+	f.conf = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"http/1.1"},
+		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return f.certs.Load().pick(h.ServerName), nil
+		},
+	}
+	inner, err := net.Listen("tcp4", "127.0.0.1:0") // private: no SO_REUSEPORT
+	if err != nil {
+		return fmt.Errorf("tls: inner listener: %w", err)
+	}
+	f.inner = inner
+	f.innerA = inner.Addr().(*net.TCPAddr).AddrPort()
+	for _, addr := range tc.Listen {
+		ln, err := Listen(addr)
+		if err != nil {
+			f.closeListeners()
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		f.lns = append(f.lns, ln)
+	}
+	_, e.tlsPort, _ = net.SplitHostPort(f.lns[0].Addr().String())
+	e.tls = f
+	return nil
+}
+
+func (f *tlsFront) closeListeners() {
+	for _, ln := range f.lns {
+		ln.Close()
+	}
+	f.inner.Close()
+}
+
+// TLSAddrs are the TLS listeners' addresses, in Config order.
+func (s *Server) TLSAddrs() []net.Addr {
+	if s.edge == nil || s.edge.tls == nil {
+		return nil
+	}
+	a := make([]net.Addr, len(s.edge.tls.lns))
+	for i, ln := range s.edge.tls.lns {
+		a[i] = ln.Addr()
+	}
+	return a
+}
+
+// ReloadCertificates re-reads every --tls-cert/--tls-key pair. New
+// handshakes use the new set at once; connections already up keep theirs.
+// On any error the running set stays.
+func (s *Server) ReloadCertificates() error {
+	if s.edge == nil || s.edge.tls == nil {
+		return nil
+	}
+	f := s.edge.tls
+	set, err := loadCerts(f.files)
+	if err != nil {
+		mTLSReloadErrs.Inc()
+		return err
+	}
+	f.certs.Store(set)
+	mTLSReloads.Inc()
+	return nil
+}
+
+// isFrontConn reports whether conn came in on the inner listener.
+func (s *Server) isFrontConn(conn netpoll.Connection) bool {
+	if s.edge == nil || s.edge.tls == nil {
+		return false
+	}
+	a, ok := conn.LocalAddr().(*net.TCPAddr)
+	return ok && a.Port == int(s.edge.tls.innerA.Port()) && a.IP.IsLoopback()
+}
+
+// serveFront starts the inner listener's event loop and the TLS accept
+// loops. Called by Serve with s.mu held.
+func (s *Server) serveFront() error {
+	if s.edge == nil || s.edge.tls == nil {
+		return nil
+	}
+	f := s.edge.tls
+	el, err := netpoll.NewEventLoop(s.onRequest,
+		netpoll.WithOnPrepare(s.onPrepare),
+		netpoll.WithWriteTimeout(s.cfg.ResponseTimeout),
+	)
+	if err != nil {
+		return fmt.Errorf("loop: %w", err)
+	}
+	s.loops = append(s.loops, el)
+	sl, err := shedding(f.inner)
+	if err != nil {
+		return fmt.Errorf("loop: %w", err)
+	}
+	s.serving.Add(1)
+	go func() {
+		defer s.serving.Done()
+		if err := el.Serve(sl); err != nil && !s.draining.Load() {
+			s.cfg.Logf("tls inner listener: %v", err)
+		}
+	}()
+	for _, ln := range f.lns {
+		go f.acceptLoop(ln)
+	}
+	return nil
+}
+
+// closeFront stops accepting TLS connections: new ones are steered to a
+// successor (drain_linux.go), and the listeners close once their accept
+// queues are empty. Relays in progress go on until their inner
+// connections end.
+func (s *Server) closeFront(ctx context.Context) {
+	if s.edge == nil || s.edge.tls == nil {
+		return
+	}
+	f := s.edge.tls
+	for _, ln := range f.lns {
+		steerAway(ln)
+	}
+	deadline := time.Now().Add(handoverMax)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		q := 0
+		for _, ln := range f.lns {
+			controlListener(ln, func(fd int) error {
+				info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+				if err == nil {
+					q += int(info.Unacked)
+				}
+				return err
+			})
+		}
+		if q == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.closed.Store(true)
+	f.closeListeners()
+}
+
+// acceptLoop accepts TLS connections. Out of files (EMFILE/ENFILE) or
+// another temporary error, it backs off (5 ms doubling to 1 s) instead of
+// spinning; past --max-conns a connection is closed at once and counted.
+func (f *tlsFront) acceptLoop(ln net.Listener) {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if f.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if outOfFiles(err) {
+				f.s.logOutOfFiles("accepting a TLS connection", err)
+			} else {
+				f.s.cfg.Logf("tls listener %s: %v", ln.Addr(), err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if m := f.s.edge.cfg.MaxConns; m > 0 && f.s.Connections()+f.handshaking.Load() >= int64(m) {
+			mRefusedMaxConns.Inc()
+			c.Close()
+			continue
+		}
+		f.handshaking.Add(1)
+		go f.serve(c.(*net.TCPConn))
+	}
+}
+
+// serve runs one TLS connection: handshake (bounded by HeaderTimeout),
+// then the relay to the inner listener.
+func (f *tlsFront) serve(c *net.TCPConn) {
+	s := f.s
+	tc := tls.Server(c, f.conf)
+	c.SetDeadline(time.Now().Add(s.cfg.HeaderTimeout))
+	err := tc.Handshake()
+	c.SetDeadline(time.Time{})
+	if err != nil {
+		f.handshaking.Add(-1)
+		mTLSHandshakeErrs.Inc()
+		c.Close()
+		return
+	}
+	mTLSHandshakes.Inc()
+	ic, err := net.DialTCP("tcp4", nil, net.TCPAddrFromAddrPort(f.innerA))
+	f.handshaking.Add(-1)
+	if err != nil {
+		if outOfFiles(err) {
+			s.logOutOfFiles("relaying a TLS connection", err)
+			f.answer503(tc)
+		} else {
+			s.cfg.Logf("tls: inner connection: %v", err)
+		}
+		c.Close()
+		return
+	}
+	hdr := make([]byte, 0, 64)
+	hdr = appendProxyV2(hdr, c.RemoteAddr().(*net.TCPAddr).AddrPort(), c.LocalAddr().(*net.TCPAddr).AddrPort(), true, s.edge.secret[:])
+	if _, err := ic.Write(hdr); err != nil {
+		ic.Close()
+		c.Close()
+		return
+	}
+	f.relaying.Add(1)
+	fc := &frontConn{f: f, tc: tc, c: c, ic: ic}
+	// The relay runs on fresh goroutines, not on this one, whose stack grew
+	// during the handshake (crypto).
+	go func() {
+		defer f.relaying.Add(-1)
+		fc.relay()
+	}()
+}
+
+// answer503 tells a client that got through the handshake that this
+// process is out of files.
+func (f *tlsFront) answer503(tc *tls.Conn) {
+	tc.SetWriteDeadline(time.Now().Add(time.Second))
+	b := buffers.Get().(*[]byte)
+	*b = http1.AppendRetryAfter((*b)[:0], 503, 1, true)
+	tc.Write(*b)
+	buffers.Put(b)
+	tc.Close()
+}
+
+// frontFinTimeout bounds how long one direction of a relay stays open after
+// the other has ended cleanly (the tunnel engine's --tunnel-fin-timeout
+// default).
+const frontFinTimeout = 30 * time.Second
+
+// relayBufs hold plaintext while it is in flight: 16 KiB is a TLS record's
+// largest plaintext, so one Read empties a record.
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+// frontConn is one relayed TLS connection.
+type frontConn struct {
+	f     *tlsFront
+	tc    *tls.Conn    // over c
+	c     *net.TCPConn // the client's socket
+	ic    *net.TCPConn // the inner connection
+	finAt atomic.Int64 // unix nanoseconds: read deadline of c once the inner side ended; 0 until then
+	once  sync.Once
+}
+
+// relay copies plaintext both ways until both directions end or one
+// fails; then it closes both connections.
+func (fc *frontConn) relay() {
+	done := make(chan struct{})
+	go func() { // inner → client
+		defer close(done)
+		if fc.innerToClient() {
+			fc.tc.CloseWrite() // close_notify
+			fc.c.CloseWrite()
+			at := time.Now().Add(frontFinTimeout)
+			fc.finAt.Store(at.UnixNano())
+			fc.c.SetReadDeadline(at)
+		} else {
+			fc.closeBoth()
+		}
+	}()
+	if fc.clientToInner() {
+		fc.ic.CloseWrite()
+		fc.ic.SetReadDeadline(time.Now().Add(frontFinTimeout))
+	} else {
+		fc.closeBoth()
+	}
+	<-done
+	fc.closeBoth()
+}
+
+func (fc *frontConn) closeBoth() {
+	fc.once.Do(func() {
+		fc.ic.Close()
+		fc.c.SetWriteDeadline(time.Now().Add(time.Second))
+		fc.tc.Close()
+	})
+}
+
+// innerToClient relays until the inner connection ends; true when it ended
+// cleanly (EOF). It waits for input with no buffer held.
+func (fc *frontConn) innerToClient() bool {
+	rc, err := fc.ic.SyscallConn()
+	if err != nil {
+		return false
+	}
+	for {
+		if err := waitReadable(rc); err != nil {
+			return false
+		}
+		bp := relayBufs.Get().(*[]byte)
+		n, err := fc.ic.Read(*bp)
+		if n > 0 {
+			fc.tc.SetWriteDeadline(time.Now().Add(fc.f.s.cfg.ResponseTimeout))
+			if _, werr := fc.tc.Write((*bp)[:n]); werr != nil {
+				relayBufs.Put(bp)
+				return false
+			}
+		}
+		relayBufs.Put(bp)
+		if err != nil {
+			return err == io.EOF
+		}
+	}
+}
+
+// clientToInner relays until the client ends; true when it ended cleanly
+// (close_notify or EOF). Between records it holds no buffer: it waits for
+// the socket to turn readable, reads a record (a record that trickles in
+// is bounded by ResponseTimeout), and then empties what crypto/tls has
+// already buffered with reads that may not wait (a deadline in the past;
+// crypto/tls keeps a partial record across such a timeout).
+func (fc *frontConn) clientToInner() bool {
+	c := fc.c
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	// The handshake may have read records behind the client's Finished (a
+	// request sent at once): empty crypto/tls's buffer before the first wait.
+	past := true
+	c.SetReadDeadline(aLongTimeAgo)
+	for {
+		bp := relayBufs.Get().(*[]byte)
+		for {
+			n, err := fc.tc.Read(*bp)
+			if n > 0 {
+				fc.ic.SetWriteDeadline(time.Now().Add(fc.f.s.cfg.ResponseTimeout))
+				if _, werr := fc.ic.Write((*bp)[:n]); werr != nil {
+					relayBufs.Put(bp)
+					return false
+				}
+			}
+			if err != nil {
+				if past && isTimeout(err) {
+					break // nothing more buffered: wait for the socket again
+				}
+				relayBufs.Put(bp)
+				return err == io.EOF
+			}
+			if !past {
+				c.SetReadDeadline(aLongTimeAgo)
+				past = true
+			}
+		}
+		c.SetReadDeadline(fc.deadline(time.Time{}))
+		relayBufs.Put(bp)
+		if err := waitReadable(rc); err != nil {
+			return false
+		}
+		c.SetReadDeadline(fc.deadline(time.Now().Add(fc.f.s.cfg.ResponseTimeout)))
+		past = false
+	}
+}
+
+// deadline is d, or the fin deadline once the inner side has ended.
+func (fc *frontConn) deadline(d time.Time) time.Time {
+	if at := fc.finAt.Load(); at != 0 {
+		return time.Unix(0, at)
+	}
+	return d
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// waitReadable blocks until rc's socket has input (or EOF, or an error)
+// without reading it and without a buffer. A peek that finds nothing
+// (EAGAIN) is what lets the runtime poller wait for the next edge.
+func waitReadable(rc syscall.RawConn) error {
+	var b [1]byte
+	return rc.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return err != unix.EAGAIN && err != unix.EWOULDBLOCK && err != unix.EINTR
+	})
+}
