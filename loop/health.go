@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/wsgate/wsgate/balancer"
@@ -21,6 +22,28 @@ const DefaultHealthPath = "/health"
 // head) must finish within timeout and ctx's deadline; the body is not
 // read. path must start with "/".
 func HealthProbe(path string, timeout time.Duration) func(ctx context.Context, b *balancer.Backend) error {
+	return healthProbe(path, timeout, nil)
+}
+
+// DefaultHealthProbe is the check used when the operator did not choose a
+// health path: like HealthProbe(DefaultHealthPath, timeout), except that an
+// answer saying the path does not exist (404, 405, 501) also counts as
+// alive: the backend speaks HTTP, it just has no health endpoint, and
+// `wsgate -b A -b B` must work in front of apps that never heard of
+// /health. logf is told once per backend. Connect failures, timeouts,
+// garbage and every other 4xx/5xx still fail the check.
+func DefaultHealthProbe(timeout time.Duration, logf func(format string, args ...any)) func(ctx context.Context, b *balancer.Backend) error {
+	var told sync.Map // *balancer.Backend → struct{}
+	return healthProbe(DefaultHealthPath, timeout, func(b *balancer.Backend, status int) {
+		if _, seen := told.LoadOrStore(b, struct{}{}); !seen && logf != nil {
+			logf("backend %s: GET %s answers %d; counted as alive (set --health-path to a real check, or \"\" to disable checks)", b, DefaultHealthPath, status)
+		}
+	})
+}
+
+// healthProbe is HealthProbe; when missing is set, a 404, 405 or 501 is
+// healthy and reported to missing.
+func healthProbe(path string, timeout time.Duration, missing func(*balancer.Backend, int)) func(ctx context.Context, b *balancer.Backend) error {
 	req := func(host string) []byte {
 		return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: wsgate-health\r\nAccept: */*\r\nConnection: close\r\n\r\n", path, host)
 	}
@@ -59,6 +82,10 @@ func HealthProbe(path string, timeout time.Duration) func(ctx context.Context, b
 					n = copy(buf, buf[resp.HeadLen:n])
 					continue
 				case perr == nil:
+					if missing != nil && (resp.Status == 404 || resp.Status == 405 || resp.Status == 501) {
+						missing(b, resp.Status)
+						return nil
+					}
 					if resp.Status >= 400 {
 						return fmt.Errorf("GET %s: status %d", path, resp.Status)
 					}

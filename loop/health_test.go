@@ -3,6 +3,7 @@ package loop_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -101,5 +102,36 @@ func TestHealthProbeFailures(t *testing.T) {
 	})
 	if err := loop.HealthProbe("/health", time.Second)(ctx, backendAt(t, interim)); err != nil {
 		t.Errorf("100 then 204: %v", err)
+	}
+}
+
+// Without a health path chosen by the operator, an app that has no /health
+// (404, 405, 501) is alive; one that fails (5xx, 4xx otherwise) is not.
+func TestDefaultHealthProbeToleratesAMissingEndpoint(t *testing.T) {
+	status := http.StatusNotFound
+	addr := httpBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+	}))
+	b := backendAt(t, addr)
+	var logged []string
+	probe := loop.DefaultHealthProbe(time.Second, func(format string, args ...any) {
+		logged = append(logged, fmt.Sprintf(format, args...))
+	})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		status int
+		ok     bool
+	}{{404, true}, {404, true}, {405, true}, {501, true}, {200, true}, {503, false}, {500, false}, {403, false}} {
+		status = tc.status
+		if err := probe(ctx, b); (err == nil) != tc.ok {
+			t.Errorf("default probe, /health answers %d: %v, want ok=%v", tc.status, err, tc.ok)
+		}
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], "404") {
+		t.Errorf("logged %q, want one line about the 404", logged)
+	}
+	status = 404
+	if err := loop.HealthProbe("/health", time.Second)(ctx, b); err == nil {
+		t.Error("a chosen --health-path answering 404 passed the check")
 	}
 }

@@ -29,6 +29,7 @@ type healthOptions struct {
 	slowStart   time.Duration
 	file        string
 	dnsInterval time.Duration
+	pathSet     bool // --health-path was given: a 404 there is a failure
 }
 
 func (h *healthOptions) register(fs *pflag.FlagSet) {
@@ -88,7 +89,15 @@ func (o *options) applyHealth(cfg *balancer.Config) error {
 	if h.maxFails == 0 {
 		cfg.Health.MaxFails = -1 // the flag's 0 is "off"; the config's 0 is "default"
 	}
-	if h.path != "" {
+	switch {
+	case h.path == "":
+	case !h.pathSet:
+		cfg.Health.Probe = loop.DefaultHealthProbe(h.timeout, func(format string, args ...any) {
+			if o.logf != nil { // set by run once the logger exists, before checks start
+				o.logf(format, args...)
+			}
+		})
+	default:
 		cfg.Health.Probe = loop.HealthProbe(h.path, h.timeout)
 	}
 	cfg.SlowStart = h.slowStart

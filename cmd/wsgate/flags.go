@@ -34,10 +34,11 @@ type options struct {
 	trustedProxies []string
 	admin          string
 	version        bool
-	health         healthOptions // health checks, slow start, --backends-file, DNS (backends.go)
-	sticky         stickyOptions // --sticky, --sticky-secret(-file) (sticky_flags.go)
-	ops            opsOptions    // --access-log, --check, --drain-spread (admin.go)
-	edge           edgeOptions   // TLS, PROXY protocol, limits, origins (edge_flags.go)
+	health         healthOptions                    // health checks, slow start, --backends-file, DNS (backends.go)
+	logf           func(format string, args ...any) // wsgate's logger, once run has made it
+	sticky         stickyOptions                    // --sticky, --sticky-secret(-file) (sticky_flags.go)
+	ops            opsOptions                       // --access-log, --check, --drain-spread (admin.go)
+	edge           edgeOptions                      // TLS, PROXY protocol, limits, origins (edge_flags.go)
 }
 
 // usageError is a bad command line: one line naming the flag, exit status 2.
@@ -83,6 +84,7 @@ func parseFlags(args []string) (*options, *pflag.FlagSet, error) {
 		}
 		return nil, fs, &usageError{err.Error()}
 	}
+	o.health.pathSet = fs.Changed("health-path")
 	if fs.NArg() > 0 {
 		return nil, fs, &usageError{fmt.Sprintf("unexpected argument %q (flags only)", fs.Arg(0))}
 	}

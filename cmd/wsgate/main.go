@@ -82,6 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logger := log.New(stderr, "wsgate: ", log.LstdFlags|log.Lmicroseconds)
 
 	bcfg.Logf = logger.Printf
+	o.logf = logger.Printf
 	// A removed backend's tunnels that outlive --drain-timeout are closed.
 	var srvRef atomic.Pointer[loop.Server]
 	bcfg.OnDrainTimeout = func(b *balancer.Backend) {
