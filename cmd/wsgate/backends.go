@@ -33,7 +33,7 @@ type healthOptions struct {
 }
 
 func (h *healthOptions) register(fs *pflag.FlagSet) {
-	fs.StringVar(&h.path, "health-path", loop.DefaultHealthPath, "active health check `PATH` (GET, any 2xx/3xx is healthy); \"\" disables active checks")
+	fs.StringVar(&h.path, "health-path", loop.DefaultHealthPath, "active health check `PATH` (GET, any 2xx/3xx is healthy; at the default path a 404/405/501 counts as alive); \"\" disables active checks")
 	fs.DurationVar(&h.interval, "health-interval", balancer.DefaultHealthInterval, "time between active checks of a backend (jittered ±10%)")
 	fs.DurationVar(&h.timeout, "health-timeout", balancer.DefaultHealthTimeout, "time for one active check (connect and response head)")
 	fs.IntVar(&h.rise, "health-rise", balancer.DefaultHealthRise, "passing checks in a row that bring a down backend back")

@@ -64,7 +64,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.Var(&o.maxHeaderBytes, "max-header-bytes", "largest request head (431); e.g. 16KiB")
 	fs.Var(&o.maxBodyBytes, "max-body-bytes", "largest request body (413); 0 means no limit")
 	fs.StringArrayVar(&o.trustedProxies, "trusted-proxies", nil, "`CIDR[,CIDR]` of proxies whose X-Forwarded-* headers are kept and appended to")
-	fs.StringVar(&o.admin, "admin", "127.0.0.1:9090", "admin listener `ADDR` for /metrics; \"off\" disables")
+	fs.StringVar(&o.admin, "admin", "127.0.0.1:9090", "admin listener `ADDR`: /metrics, /status, /status.json, /ready, /debug/pprof/; \"off\" disables")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	o.health.register(fs)
 	o.sticky.register(fs)
