@@ -23,12 +23,15 @@ func TestAccessLogSlowSinkDrops(t *testing.T) {
 	w := blockedWriter{release: make(chan struct{})}
 	const queue, n = 16, 1000
 	a := NewAccessLog(w, queue)
+	// Lines of 4 KiB: the writer's 64 KiB buffer takes at most 16 of them
+	// before it blocks in the sink, however the goroutines are scheduled.
+	line := `{"pad":"` + strings.Repeat("x", 4096-11) + "\"}\n"
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for range n {
 			bp := lineBufs.Get().(*[]byte)
-			*bp = append((*bp)[:0], "{}\n"...)
+			*bp = append((*bp)[:0], line...)
 			a.send(bp)
 		}
 	}()
