@@ -288,15 +288,16 @@ func TestIdleTimeoutRealClock(t *testing.T) {
 		busy.client.Write([]byte("ping"))
 		time.Sleep(100 * time.Millisecond)
 	}
-	st := idle.wait(t, time.Second)
-	// Due 300-400ms after Add; never early. The upper bound allows for a
-	// loaded 2-core machine (the fake-clock test checks exact ticks).
+	st := idle.wait(t, 10*time.Second)
+	// Due 300-400ms after Add; never early. No upper bound on a shared
+	// machine: the fake-clock test checks the exact tick, and idle.wait
+	// fails if the close does not come at all.
 	t.Logf("idle tunnel closed after %v", st.Duration)
-	if st.Reason != IdleTimeout || st.Duration < 300*time.Millisecond || st.Duration > 1500*time.Millisecond {
-		t.Fatalf("idle: %+v, want idle_timeout after 300-400ms", st)
+	if st.Reason != IdleTimeout || st.Duration < 300*time.Millisecond {
+		t.Fatalf("idle: %+v, want idle_timeout, not before 300ms", st)
 	}
 	busy.notClosed(t)
-	st = busy.wait(t, time.Second)
+	st = busy.wait(t, 10*time.Second)
 	if el := time.Since(start); st.Reason != IdleTimeout || el < 1000*time.Millisecond {
 		t.Fatalf("busy: %+v after %v", st, el)
 	}
