@@ -85,16 +85,3 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = end
 	c.mu.Unlock()
 }
-
-// pending is the number of timers not yet fired or stopped.
-func (c *fakeClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, t := range c.timers {
-		if !t.done {
-			n++
-		}
-	}
-	return n
-}

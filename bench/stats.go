@@ -121,16 +121,6 @@ func (c *counters) fail(kind string) {
 	c.mu.Unlock()
 }
 
-// node counts one answer from the named node.
-func (c *counters) node(name string) {
-	c.mu.Lock()
-	if c.nodes == nil {
-		c.nodes = map[string]int64{}
-	}
-	c.nodes[name]++
-	c.mu.Unlock()
-}
-
 func (c *counters) snapshot() (kinds, nodes map[string]int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -98,17 +98,6 @@ func equalFoldBytes(a, b []byte) bool {
 	return true
 }
 
-// trimOWS trims SP and HTAB on both sides.
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && isOWS(b[0]) {
-		b = b[1:]
-	}
-	for len(b) > 0 && isOWS(b[len(b)-1]) {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
 func allToken(b []byte) bool {
 	if len(b) == 0 {
 		return false

@@ -50,8 +50,6 @@ func (s Span) Of(buf []byte) []byte { return buf[s.Off : s.Off+s.Len : s.Off+s.L
 
 func span(from, to int) Span { return Span{uint32(from), uint32(to - from)} }
 
-func (s Span) end() int { return int(s.Off + s.Len) }
-
 // Header is one header line: Name as received (a token), Value trimmed of OWS.
 type Header struct{ Name, Value Span }
 

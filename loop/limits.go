@@ -260,17 +260,6 @@ func (t *connTable) release(k addrKey) {
 	sh.mu.Unlock()
 }
 
-// len is the number of addresses with connections.
-func (t *connTable) len() int {
-	n := 0
-	for i := range t.shards {
-		t.shards[i].mu.Lock()
-		n += len(t.shards[i].m)
-		t.shards[i].mu.Unlock()
-	}
-	return n
-}
-
 // bucketTable holds token buckets per client address for one rate limit.
 // A bucket that has refilled to its burst is the same as no bucket, so
 // full ones are dropped: on a sweep at most once a minute per shard, and

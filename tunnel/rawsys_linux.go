@@ -59,7 +59,3 @@ func rawSplice(from, to int32, n int) (int, error) {
 func rawShutdownWrite(fd int32) {
 	unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), unix.SHUT_WR, 0)
 }
-
-func rawClose(fd int32) {
-	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
-}
