@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -23,6 +24,13 @@ type upConn struct {
 	b      *balancer.Backend
 	idleAt time.Time // when it entered the idle pool
 	reused bool      // came from the idle pool (it may have gone stale)
+
+	// peek is alive's check, bound once per connection so that a check
+	// allocates nothing; peekOK and peekBuf are its result and buffer,
+	// used only by the exchange that owns uc.
+	peek    func(fd uintptr) bool
+	peekOK  bool
+	peekBuf [1]byte
 }
 
 // upstreams holds an idle keep-alive pool per backend.
@@ -72,13 +80,29 @@ func (u *upstreams) dial(b *balancer.Backend, connectTimeout time.Duration) (*up
 	if err != nil {
 		return nil, err
 	}
-	tc := c.(*net.TCPConn)
-	raw, err := tc.SyscallConn()
+	uc, err := newUpConn(c.(*net.TCPConn), b)
 	if err != nil {
-		tc.Close()
+		c.Close()
 		return nil, err
 	}
-	return &upConn{c: tc, raw: raw, b: b}, nil
+	return uc, nil
+}
+
+// newUpConn wraps a connection to b.
+func newUpConn(tc *net.TCPConn, b *balancer.Backend) (*upConn, error) {
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	uc := &upConn{c: tc, raw: raw, b: b}
+	uc.peek = func(fd uintptr) bool {
+		// recvfrom without an address: unix.Recvfrom would allocate one.
+		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&uc.peekBuf[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		uc.peekOK = errno == unix.EAGAIN // 0 bytes (closed) or a byte (unasked data): unusable
+		return true
+	}
+	return uc, nil
 }
 
 // put returns uc to its backend's idle pool, or closes it when the pool is full.
@@ -111,14 +135,8 @@ func (u *upstreams) closeAll() {
 // backend that closed it (keep-alive timeout) or sent bytes unasked makes it
 // unusable. One non-blocking peek, no waiting.
 func (uc *upConn) alive() bool {
-	var ok bool
-	var b [1]byte
-	err := uc.raw.Read(func(fd uintptr) bool {
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		ok = n < 0 && (err == unix.EAGAIN || err == unix.EWOULDBLOCK)
-		return true
-	})
-	return err == nil && ok
+	uc.peekOK = false
+	return uc.raw.Read(uc.peek) == nil && uc.peekOK
 }
 
 // takeFd returns a duplicate of uc's socket (non-blocking, close-on-exec) and
