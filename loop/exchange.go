@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloudwego/netpoll"
 
+	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/http1"
 )
 
@@ -100,35 +101,9 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	}
 	bodyLeft := bodyKind != http1.BodyNone // request body bytes not yet consumed
 
-	// Pick a backend and connect; a backend that cannot be reached is skipped
-	// for this request and the next one is tried.
-	var uc *upConn
-	failKind := ""
-	for {
-		b := s.pick(pool, ex) // sticky.go: the node the request names, else pool.Pick
-		if b == nil {
-			if failKind == "" {
-				return s.fail(cc, 503, bodyLeft || closeAfter)
-			}
-			return s.fail(cc, 502, bodyLeft || closeAfter)
-		}
-		var err error
-		uc, err = s.ups.get(b, s.cfg.ConnectTimeout)
-		if err == nil {
-			break
-		}
-		if outOfFiles(err) { // this process is out of files: no backend is at fault (upstream.go)
-			upstreamError(upConnErr)
-			s.logOutOfFiles("connecting to a backend", err)
-			b.Release()
-			return s.fail(cc, 503, true)
-		}
-		failKind = dialErrKind(err)
-		upstreamError(failKind)
-		b.ReportFailure() // passive health: refused, timed out or failed connects
-		s.cfg.Logf("backend %s: %s: %v", b.Addr(), failKind, err)
-		b.Release()
-		ex.tried = append(ex.tried, b)
+	uc, act := s.connect(cc, ex, pool, !replayable, bodyLeft || closeAfter)
+	if uc == nil {
+		return act
 	}
 	b := uc.b
 	ex.rec.backend = b
@@ -167,12 +142,16 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 		if attempt == 0 && uc.reused && replayable && nbuf == 0 && status != 0 && isStale(uerr) {
 			uc.c.Close()
 			fresh, err := s.ups.dial(b, s.cfg.ConnectTimeout)
-			if err == nil {
-				uc = fresh
-				continue
+			if err != nil { // as a failed connect: the next backend is tried
+				s.connectFailed(b, ex, err)
+				if fresh, act = s.connect(cc, ex, pool, true, closeAfter); fresh == nil {
+					return act
+				}
+				b = fresh.b
+				ex.rec.backend = b
 			}
-			uerr = err
-			status = 502
+			uc = fresh
+			continue
 		}
 		s.cfg.Logf("backend %s: %v", b.Addr(), uerr)
 		if status == 504 {
@@ -214,13 +193,55 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	return s.relayResponse(cc, ex, uc, nbuf, isHead, closeAfter)
 }
 
+// connect picks a backend for the request and connects to it; a backend
+// that cannot be reached is skipped for this request and the next one is
+// tried. With no connection, the client has been answered and act says
+// what to do with its connection (close: it will be closed after the answer).
+// check asks for a pooled connection's liveness peek in every case (see
+// trustIdle): a request that could not be replayed on a fresh connection.
+func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, check, close bool) (uc *upConn, act action) {
+	for {
+		b := s.pick(pool, ex) // sticky.go: the node the request names, else pool.Pick
+		if b == nil {
+			if len(ex.tried) == 0 {
+				return nil, s.fail(cc, 503, close)
+			}
+			return nil, s.fail(cc, 502, close)
+		}
+		uc, err := s.ups.get(b, s.cfg.ConnectTimeout, check)
+		if err == nil {
+			return uc, actKeep
+		}
+		if outOfFiles(err) { // this process is out of files: no backend is at fault (upstream.go)
+			upstreamError(upConnErr)
+			s.logOutOfFiles("connecting to a backend", err)
+			b.Release()
+			return nil, s.fail(cc, 503, true)
+		}
+		s.connectFailed(b, ex, err)
+	}
+}
+
+// connectFailed accounts for a failed connect to b: passive health, metrics,
+// the log, b's pick released, and b skipped for the rest of the exchange.
+func (s *Server) connectFailed(b *balancer.Backend, ex *exchange, err error) {
+	kind := dialErrKind(err)
+	upstreamError(kind)
+	b.ReportFailure() // passive health: refused, timed out or failed connects
+	s.cfg.Logf("backend %s: %s: %v", b.Addr(), kind, err)
+	b.Release()
+	ex.tried = append(ex.tried, b)
+}
+
 // sendRequest writes the head in ex.out and then the request body, as it
 // arrives from the client, to uc.
 func (s *Server) sendRequest(cc *clientConn, ex *exchange, uc *upConn, kind http1.BodyKind, cl int64) (*clientFault, error) {
 	r := cc.conn.Reader()
 	if kind == http1.BodyNone {
 		// ex.out keeps the head: a stale pooled connection may need it again.
-		uc.c.SetWriteDeadline(time.Now().Add(s.cfg.ResponseTimeout))
+		// One deadline covers the write and the response head that follows
+		// (readResponseHead leaves it be): one timer, not two.
+		uc.c.SetDeadline(time.Now().Add(s.cfg.ResponseTimeout))
 		_, err := uc.c.Write(ex.out)
 		return nil, err
 	}
@@ -300,6 +321,7 @@ func (s *Server) sendRequest(cc *clientConn, ex *exchange, uc *upConn, kind http
 		}
 	}
 	r.Release()
+	uc.c.SetReadDeadline(time.Now().Add(s.cfg.ResponseTimeout)) // for the response head
 	return nil, nil
 }
 
@@ -307,10 +329,10 @@ func (s *Server) sendRequest(cc *clientConn, ex *exchange, uc *upConn, kind http
 // (interim 1xx responses other than 101 are passed to the client, except
 // 100 Continue, which the proxy answers itself). It returns the bytes read
 // into ex.buf and, on failure, the status the client should get (0 when
-// the client already received part of a response).
+// the client already received part of a response). sendRequest has set
+// the read deadline.
 func (s *Server) readResponseHead(cc *clientConn, ex *exchange, uc *upConn) (nbuf, status int, err error) {
 	buf := ex.buf
-	uc.c.SetReadDeadline(time.Now().Add(s.cfg.ResponseTimeout))
 	sentInterim := false
 	for {
 		m, rerr := uc.c.Read(buf[nbuf:])

@@ -143,6 +143,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
+	useRunner() // runner.go: handlers on parked workers, not fresh goroutines
 	s := &Server{cfg: cfg}
 	sticky, err := balancer.NewSticky(cfg.Sticky)
 	if err != nil {

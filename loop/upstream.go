@@ -28,7 +28,7 @@ type upConn struct {
 	// peek is alive's check, bound once per connection so that a check
 	// allocates nothing; peekOK and peekBuf are its result and buffer,
 	// used only by the exchange that owns uc.
-	peek    func(fd uintptr) bool
+	peek    func(fd uintptr)
 	peekOK  bool
 	peekBuf [1]byte
 }
@@ -45,11 +45,25 @@ type upstreams struct {
 
 func (u *upstreams) init(maxIdle int, idleFor time.Duration) {
 	u.maxIdle, u.idleFor = maxIdle, idleFor
+	// No TCP keep-alive probes to backends (four setsockopt calls on every
+	// dial): a pooled connection is checked before use, and a tunnel has
+	// its own idle timeout.
+	u.dialer.KeepAlive = -1
 	u.pools = make(map[*balancer.Backend][]*upConn)
 }
 
-// get returns a pooled connection to b that is still open, or dials one.
-func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration) (*upConn, error) {
+// trustIdle is how long a pooled connection may have been idle and still be
+// taken, for a request that can be replayed, without the liveness peek: a
+// backend that closed it within that time makes the request fail as stale,
+// and serve sends it again on a fresh connection. Backends' keep-alive
+// timeouts are seconds long (Node 5 s, nginx 75 s, Go unlimited), so the
+// peek, a system call on every request, is kept for connections idle
+// longer and for requests that cannot be replayed.
+const trustIdle = time.Second
+
+// get returns a pooled connection to b that is still open, or dials one;
+// check asks for the liveness peek even on a connection idle under trustIdle.
+func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration, check bool) (*upConn, error) {
 	now := time.Now()
 	for {
 		u.mu.Lock()
@@ -63,7 +77,7 @@ func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration) (*upC
 		idle[n-1] = nil
 		u.pools[b] = idle[:n-1]
 		u.mu.Unlock()
-		if now.Sub(uc.idleAt) < u.idleFor && uc.alive() {
+		if idle := now.Sub(uc.idleAt); idle < u.idleFor && (!check && idle < trustIdle || uc.alive()) {
 			uc.reused = true
 			return uc, nil
 		}
@@ -95,19 +109,21 @@ func newUpConn(tc *net.TCPConn, b *balancer.Backend) (*upConn, error) {
 		return nil, err
 	}
 	uc := &upConn{c: tc, raw: raw, b: b}
-	uc.peek = func(fd uintptr) bool {
+	uc.peek = func(fd uintptr) {
 		// recvfrom without an address: unix.Recvfrom would allocate one.
-		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&uc.peekBuf[0])), 1,
+		_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&uc.peekBuf[0])), 1,
 			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 		uc.peekOK = errno == unix.EAGAIN // 0 bytes (closed) or a byte (unasked data): unusable
-		return true
 	}
 	return uc, nil
 }
 
-// put returns uc to its backend's idle pool, or closes it when the pool is full.
+// put returns uc to its backend's idle pool, or closes it when the pool is
+// full. Its deadline stays as the last exchange set it: nothing reads or
+// writes a pooled connection before the next exchange sets a new one
+// (alive peeks through Control, which ignores deadlines), and leaving it
+// saves a timer operation per request.
 func (u *upstreams) put(uc *upConn) {
-	uc.c.SetDeadline(time.Time{})
 	uc.idleAt = time.Now()
 	u.mu.Lock()
 	if u.pools != nil && len(u.pools[uc.b]) < u.maxIdle {
@@ -136,7 +152,7 @@ func (u *upstreams) closeAll() {
 // unusable. One non-blocking peek, no waiting.
 func (uc *upConn) alive() bool {
 	uc.peekOK = false
-	return uc.raw.Read(uc.peek) == nil && uc.peekOK
+	return uc.raw.Control(uc.peek) == nil && uc.peekOK
 }
 
 // takeFd returns a duplicate of uc's socket (non-blocking, close-on-exec) and

@@ -1,0 +1,69 @@
+package loop_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// A backend that answers one request per connection with a keep-alive
+// response and then closes it, as one whose keep-alive timeout just ran
+// out would. The pooled connection is stale by the next request:
+//   - a GET, taken without the liveness peek, fails as stale and is sent
+//     again on a fresh connection: the client sees one 200;
+//   - a POST, which cannot be replayed, is peeked first, so it goes to a
+//     fresh connection and reaches the backend exactly once.
+func TestStalePooledConnection(t *testing.T) {
+	var closed atomic.Int64
+	var mu sync.Mutex
+	var got []string // request lines the backend received, in order
+	be := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		body, _ := io.ReadAll(req.Body)
+		mu.Lock()
+		got = append(got, req.Method+" "+req.URL.Path+" "+string(body))
+		mu.Unlock()
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		// close without Connection: close: the proxy pools the connection
+		c.Close()
+		closed.Add(1)
+	})
+	p := startProxy(t, []string{be}, nil)
+	c := dial(t, p.addr)
+	br := bufio.NewReader(c)
+	send := func(req string) {
+		t.Helper()
+		if _, err := c.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", req, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("%q: %d %q", req, resp.StatusCode, b)
+		}
+	}
+	send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	eventually(t, "the backend closed its first connection", func() bool { return closed.Load() == 1 })
+	send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+	send("POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"GET /a ", "GET /b ", "POST /c abc"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("backend received %q, want %q", got, want)
+	}
+}
