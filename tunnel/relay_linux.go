@@ -153,13 +153,15 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 		if d.flags&dirEOF != 0 {
 			d.flags |= dirShut
 			l.stopSplice(d)
-			// An error here (ENOTCONN: the destination is gone) shows up
-			// as an event on that side; the direction is finished anyway.
-			rawShutdownWrite(t.fd[dst])
 			if t.dir[dst].flags&dirShut != 0 {
+				// Both ways are finished: close sends dst its FIN (nothing
+				// is left unread on it), so no shutdown first.
 				l.close(t, idx, closedBy(t.first), nil)
 				return false
 			}
+			// An error here (ENOTCONN: the destination is gone) shows up
+			// as an event on that side; the direction is finished anyway.
+			rawShutdownWrite(t.fd[dst])
 			return true
 		}
 
@@ -289,12 +291,14 @@ func (l *loop) fail(t *tunnel, idx int32, s int, op string, err error) bool {
 	return false
 }
 
-// close ends t: both fds leave epoll and are closed, buffers and pipes go
-// back, the slot's generation moves on (stale events are dropped), and
-// done runs last.
+// close ends t: both fds are closed, buffers and pipes go back, the slot's
+// generation moves on, and done runs last. Closing an fd takes it out of
+// epoll (the engine holds the only reference to each socket), so there is
+// no EPOLL_CTL_DEL; an event already queued for it, or one from a copy the
+// caller kept against Add's contract, carries the old generation and is
+// dropped.
 func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
 	for s, fd := range t.fd {
-		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) // before close: the fd number may be reused at once
 		unix.Close(int(fd))
 		d := &t.dir[s]
 		if d.buf != nil {
