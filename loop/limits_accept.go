@@ -6,6 +6,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/sys/unix"
@@ -88,11 +89,11 @@ func (l *shedListener) Close() error {
 // Accept accepts one connection; (nil, nil) means none to take now.
 func (l *shedListener) Accept() (net.Conn, error) {
 	for {
-		fd, sa, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC)
+		fd, raddr, err := accept(l.fd)
 		switch err {
-		case nil:
+		case 0:
 			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-			return &acceptedConn{fd: fd, laddr: l.Addr(), raddr: tcpAddrOf(sa)}, nil
+			return &acceptedConn{fd: fd, laddr: l.Addr(), raddr: raddr}, nil
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN, unix.ECONNABORTED:
@@ -127,14 +128,38 @@ func (l *shedListener) shed() {
 	l.backoff = 0
 }
 
-func tcpAddrOf(sa unix.Sockaddr) net.Addr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+// accept takes a connection off the (non-blocking) listening socket lfd,
+// itself non-blocking and close-on-exec from the start. It is accept4(2)
+// called directly: unix.Accept4 asks the listener for SO_PROTOCOL on every
+// accept to tell an L2TP socket from TCP, and netpoll would then make the
+// socket non-blocking with two fcntl calls.
+func accept(lfd int) (int, net.Addr, unix.Errno) {
+	var rsa unix.RawSockaddrAny
+	n := uint32(unix.SizeofSockaddrAny)
+	fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)),
+		uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return -1, nil, errno
+	}
+	return int(fd), tcpAddrOf(&rsa), 0
+}
+
+func tcpAddrOf(rsa *unix.RawSockaddrAny) net.Addr {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		a := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: portOf(a.Port)}
+	case unix.AF_INET6:
+		a := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: portOf(a.Port)}
 	}
 	return &net.TCPAddr{}
+}
+
+// portOf converts a port in network byte order, as the kernel stores it.
+func portOf(p uint16) int {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return int(b[0])<<8 | int(b[1])
 }
 
 // acceptedConn is an accepted socket as netpoll takes it over (it reads

@@ -77,8 +77,11 @@ type loop struct {
 	mu     sync.Mutex
 	queue  []command // guarded by mu
 	spare  []command // loop-owned; swapped with queue
-	woken  bool      // guarded by mu: evfd written and queue not yet taken
+	woken  bool      // guarded by mu: the loop was woken and has not taken the queue yet
 	closed bool      // guarded by mu: no more commands accepted
+	parked bool      // guarded by mu: the loop is (about to be) parked on Go's netpoller
+
+	pending atomic.Bool // the queue may hold commands; checked after every batch
 }
 
 func newLoop(e *Engine) (*loop, error) {
@@ -142,13 +145,35 @@ func (l *loop) enqueue(c command) bool {
 		return false
 	}
 	l.queue = append(l.queue, c)
-	wake := !l.woken
-	l.woken = true
+	l.pending.Store(true)
+	wake := l.needsWake()
 	l.mu.Unlock()
 	if wake {
-		unix.Write(l.evfd, wakeBytes[:])
+		l.wake()
 	}
 	return true
+}
+
+// needsWake reports whether the loop must be woken for a command just
+// queued, and notes that it will be. A loop that is not parked takes the
+// queue after its current batch anyway. Called with mu held.
+func (l *loop) needsWake() bool {
+	if l.woken || (!l.parked && l.poll.rc != nil) {
+		return false
+	}
+	l.woken = true
+	return true
+}
+
+// wake interrupts the loop's wait. A loop parked on Go's netpoller is woken
+// by moving its read deadline into the past: no system call, and no eventfd
+// event to read back. A loop blocked in epoll_wait gets the eventfd.
+func (l *loop) wake() {
+	if l.poll.rc != nil {
+		l.poll.interrupt()
+		return
+	}
+	unix.Write(l.evfd, wakeBytes[:])
 }
 
 // stop marks the loop closed and wakes it; it exits after closing every
@@ -156,11 +181,11 @@ func (l *loop) enqueue(c command) bool {
 func (l *loop) stop() {
 	l.mu.Lock()
 	l.closed = true
-	wake := !l.woken
-	l.woken = true
+	l.pending.Store(true)
+	wake := l.needsWake()
 	l.mu.Unlock()
 	if wake {
-		unix.Write(l.evfd, wakeBytes[:])
+		l.wake()
 	}
 }
 
@@ -183,9 +208,32 @@ func (l *loop) waitFor() time.Duration {
 }
 
 // wait fills l.events: parked on Go's netpoller where possible
-// (wait_linux.go), else blocked in epoll_wait.
+// (wait_linux.go), else blocked in epoll_wait. It returns 0 events at once
+// when commands are queued.
 func (l *loop) wait() (int, error) {
-	return l.poll.wait(l.epfd, l.events, l.waitFor())
+	p := l.poll
+	if p.rc == nil {
+		return p.wait(l.epfd, l.events, l.waitFor())
+	}
+	wait := l.waitFor()
+	if wait == 0 {
+		return epollWaitNow(l.epfd, l.events)
+	}
+	// The deadline is set before the queue is checked: a command queued
+	// from here on finds the loop parked and moves the deadline after it.
+	p.setDeadline(wait)
+	l.mu.Lock()
+	if len(l.queue) > 0 || l.closed {
+		l.mu.Unlock()
+		return 0, nil
+	}
+	l.parked = true
+	l.mu.Unlock()
+	n, err := p.park(l.events) // polls once before it parks
+	l.mu.Lock()
+	l.parked = false
+	l.mu.Unlock()
+	return n, err
 }
 
 // run is the loop goroutine. It waits for events parked on Go's netpoller
@@ -203,7 +251,7 @@ func (l *loop) run() {
 			panic("tunnel: epoll_wait: " + err.Error())
 		}
 		l.updateNow()
-		commands := false
+		commands := l.pending.Load()
 		for i := 0; i < n; i++ {
 			ev := &l.events[i]
 			if ev.Fd == wakeData {
@@ -245,12 +293,15 @@ func (l *loop) flushMetrics() {
 // runCommands takes the queue and runs it; it reports whether the loop
 // must stop.
 func (l *loop) runCommands() (stop bool) {
-	var buf [8]byte
-	unix.Read(l.evfd, buf[:]) // reset the counter before taking the queue
+	if l.poll.rc == nil {
+		var buf [8]byte
+		unix.Read(l.evfd, buf[:]) // reset the counter before taking the queue
+	}
 	l.mu.Lock()
 	q := l.queue
 	l.queue = l.spare[:0]
 	l.woken = false
+	l.pending.Store(false)
 	stop = l.closed
 	l.mu.Unlock()
 	for i := range q {

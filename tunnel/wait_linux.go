@@ -41,6 +41,9 @@ type poller struct {
 	f        *os.File
 	rc       syscall.RawConn // nil where the runtime cannot poll f: then wait blocks in epoll_wait
 	deadline time.Time       // read deadline set on f; zero: none
+	// interrupted: a park ended by its deadline, so f's deadline may be
+	// what interrupt set, not deadline; the next park sets it again.
+	interrupted bool
 
 	// The rc.Read callback, bound once so that parking allocates nothing,
 	// and its arguments and results.
@@ -77,27 +80,49 @@ func (p *poller) wait(epfd int, events []unix.EpollEvent, wait time.Duration) (n
 	if n != 0 || wait == 0 || (err != nil && err != unix.EINTR) {
 		return n, err
 	}
+	p.setDeadline(wait)
+	return p.park(events)
+}
+
+// setDeadline sets the read deadline a park waits until: wait from now, or
+// none when wait < 0. The timer changes only when the deadline moved by
+// more than a millisecond (about once a tick), or after an interrupt.
+func (p *poller) setDeadline(wait time.Duration) {
 	var dl time.Time
 	if wait > 0 {
 		dl = time.Now().Add(wait)
 	}
-	// A timer change per park only when the deadline moved (once a tick).
-	if d := dl.Sub(p.deadline); dl.IsZero() != p.deadline.IsZero() || d > time.Millisecond || d < -time.Millisecond {
+	if d := dl.Sub(p.deadline); p.interrupted || dl.IsZero() != p.deadline.IsZero() || d > time.Millisecond || d < -time.Millisecond {
 		p.f.SetReadDeadline(dl)
 		p.deadline = dl
+		p.interrupted = false
 	}
+}
+
+// park waits on Go's netpoller, until the epoll fd is readable (its events
+// are then in events) or the read deadline passes (n is 0).
+func (p *poller) park(events []unix.EpollEvent) (n int, err error) {
 	p.events = events
 	rerr := p.rc.Read(p.try)
 	n, err = p.n, p.err
 	p.events, p.err = nil, nil
 	if rerr != nil {
 		if errors.Is(rerr, os.ErrDeadlineExceeded) {
+			// The wheel's tick, or interrupt: either way the deadline
+			// set is no longer the one p.deadline says.
+			p.interrupted = true
 			return 0, nil
 		}
 		return 0, rerr
 	}
 	return n, err
 }
+
+// interrupt ends a park at once (or the next one, if none is in progress):
+// the deadline moves into the past. Safe from any goroutine.
+func (p *poller) interrupt() { p.f.SetReadDeadline(longAgo) }
+
+var longAgo = time.Unix(1, 0)
 
 // tryWait is the rc.Read callback: true (done) once events or an error
 // came, false to park until the epoll fd is readable.
