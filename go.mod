@@ -20,3 +20,5 @@ require (
 	github.com/valyala/histogram v1.2.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 )
+
+replace github.com/cloudwego/netpoll => ./third_party/netpoll
