@@ -254,6 +254,9 @@ func (s *Server) sendRequest(cc *clientConn, ex *exchange, uc *upConn, kind http
 		uc.c.SetWriteDeadline(time.Now().Add(s.cfg.ResponseTimeout))
 		_, err := uc.c.Write(out)
 		out = out[:0]
+		// What was sent is copied out of the client's input: release it, so
+		// that netpoll reads more of the body (it stops at readThreshold).
+		r.Release()
 		return err
 	}
 	// wait blocks until the client sends more body bytes.

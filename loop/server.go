@@ -197,6 +197,7 @@ func (s *Server) Serve() error {
 		el, err := netpoll.NewEventLoop(s.onRequest,
 			netpoll.WithOnPrepare(s.onPrepare),
 			netpoll.WithWriteTimeout(s.cfg.ResponseTimeout),
+			netpoll.WithReadThreshold(s.readThreshold()),
 		)
 		if err != nil {
 			return fmt.Errorf("loop: %w", err)
@@ -243,6 +244,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.ups.closeAll()
 	return err
 }
+
+// readBuffered is how much unread input netpoll holds for a client before it
+// stops reading it (third_party/netpoll/connection_pause.go): a request body
+// going to a slow backend waits in the client's socket and, past its
+// buffers, in the client, instead of in wsgate's memory. Each read is at
+// most this much, so a connection holds under twice it.
+const readBuffered = 64 << 10
+
+// readThreshold is readBuffered, or more when a request head may be larger.
+func (s *Server) readThreshold() int { return max(readBuffered, s.cfg.MaxHeaderBytes+1) }
 
 // OpenConns is the number of client connections open (not counting tunnels).
 func (s *Server) OpenConns() int64 { return s.open.Load() }

@@ -241,6 +241,7 @@ func (s *Server) serveFront() error {
 	el, err := netpoll.NewEventLoop(s.onRequest,
 		netpoll.WithOnPrepare(s.onPrepare),
 		netpoll.WithWriteTimeout(s.cfg.ResponseTimeout),
+		netpoll.WithReadThreshold(s.readThreshold()),
 	)
 	if err != nil {
 		return fmt.Errorf("loop: %w", err)

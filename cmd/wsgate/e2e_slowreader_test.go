@@ -26,15 +26,17 @@ const (
 
 // stallReport is what watchStall saw.
 type stallReport struct {
-	baseRSS, peakRSS int64 // KiB
-	atSettle, atEnd  int64 // bytes the backend had written
+	who              string // the sender
+	baseRSS, peakRSS int64  // KiB
+	atSettle, atEnd  int64  // bytes the backend had written
 }
 
-// watchStall samples the proxy's RSS and the backend's written count every
-// 100 ms for total, noting the count once settle has passed.
-func watchStall(t *testing.T, pid int, written *atomic.Int64, baseRSS int64, settle, total time.Duration) stallReport {
+// watchStall samples the proxy's RSS and the sender's written count (who:
+// the backend, or the client of an upload) every 100 ms for total, noting
+// the count once settle has passed.
+func watchStall(t *testing.T, who string, pid int, written *atomic.Int64, baseRSS int64, settle, total time.Duration) stallReport {
 	t.Helper()
-	r := stallReport{baseRSS: baseRSS, peakRSS: baseRSS}
+	r := stallReport{who: who, baseRSS: baseRSS, peakRSS: baseRSS}
 	start := time.Now()
 	settled := false
 	for time.Since(start) < total {
@@ -50,21 +52,21 @@ func watchStall(t *testing.T, pid int, written *atomic.Int64, baseRSS int64, set
 		}
 	}
 	r.atEnd = written.Load()
-	t.Logf("wsgate RSS: %d KiB before, %d KiB peak; backend wrote %d KiB by %v, %d KiB by %v",
-		r.baseRSS, r.peakRSS, r.atSettle>>10, settle, r.atEnd>>10, total)
+	t.Logf("wsgate RSS: %d KiB before, %d KiB peak; the %s wrote %d KiB by %v, %d KiB by %v",
+		r.baseRSS, r.peakRSS, who, r.atSettle>>10, settle, r.atEnd>>10, total)
 	return r
 }
 
 func (r stallReport) check(t *testing.T) {
 	t.Helper()
 	if r.peakRSS >= rssLimitKiB {
-		t.Errorf("wsgate's RSS reached %d KiB with a client that does not read, want under %d KiB", r.peakRSS, rssLimitKiB)
+		t.Errorf("wsgate's RSS reached %d KiB with a receiver that does not read, want under %d KiB", r.peakRSS, rssLimitKiB)
 	}
 	if r.atEnd >= stallLimit {
-		t.Errorf("the backend got %d MiB out to a client that does not read, want under %d MiB (the proxy buffers instead of pushing back)", r.atEnd>>20, stallLimit>>20)
+		t.Errorf("the %s got %d MiB out to a receiver that does not read, want under %d MiB (the proxy buffers instead of pushing back)", r.who, r.atEnd>>20, stallLimit>>20)
 	}
 	if r.atEnd-r.atSettle > stallSlack {
-		t.Errorf("the backend kept writing after the client stopped reading: %d KiB more between the settle and the end, want at most %d KiB", (r.atEnd-r.atSettle)>>10, stallSlack>>10)
+		t.Errorf("the %s kept writing after the receiver stopped reading: %d KiB more between the settle and the end, want at most %d KiB", r.who, (r.atEnd-r.atSettle)>>10, stallSlack>>10)
 	}
 }
 
@@ -118,7 +120,7 @@ func TestSlowReaderHTTP(t *testing.T) {
 	}
 
 	// Stop reading for 5 s.
-	watchStall(t, g.pid(), &written, baseRSS, 2500*time.Millisecond, 5*time.Second).check(t)
+	watchStall(t, "backend", g.pid(), &written, baseRSS, 2500*time.Millisecond, 5*time.Second).check(t)
 
 	c.Close()
 	select {
@@ -181,7 +183,7 @@ func TestSlowReaderTunnel(t *testing.T) {
 	g.waitMetricEq(t, mTunnelsOpen, 1, 10*time.Second)
 
 	// Never read.
-	watchStall(t, g.pid(), &written, baseRSS, 2500*time.Millisecond, 5*time.Second).check(t)
+	watchStall(t, "backend", g.pid(), &written, baseRSS, 2500*time.Millisecond, 5*time.Second).check(t)
 
 	// Leave with unread data: the client's kernel resets the connection.
 	c.NetConn().(*net.TCPConn).SetLinger(0)

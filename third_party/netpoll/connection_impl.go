@@ -53,6 +53,7 @@ type connection struct {
 	maxSize       int       // The maximum size of data between two Release().
 	bookSize      int       // The size of data that can be read at once.
 	state         connState // Connection state should be changed sequentially.
+	pause         readPause // wsgate patch (connection_pause.go)
 }
 
 var (
@@ -179,7 +180,9 @@ func (c *connection) Release() (err error) {
 		}
 		c.operator.done()
 	}
-	return c.inputBuffer.Release()
+	err = c.inputBuffer.Release()
+	c.resumeIfDrained() // wsgate patch (connection_pause.go)
+	return err
 }
 
 // Slice implements Connection.
@@ -441,6 +444,9 @@ func (c *connection) waitRead(n int) (err error) {
 	if n <= c.inputBuffer.Len() {
 		return nil
 	}
+	if c.pause.paused.Load() { // wsgate patch: the handler wants more than is buffered
+		c.resumeRead()
+	}
 	atomic.StoreInt64(&c.waitReadSize, int64(n))
 	defer atomic.StoreInt64(&c.waitReadSize, 0)
 	if dl := c.readDeadline; dl > 0 {
@@ -532,7 +538,7 @@ func (c *connection) flush() error {
 	if c.outputBuffer.IsEmpty() {
 		return nil
 	}
-	err = c.operator.Control(PollR2RW)
+	err = c.setWriting(true) // wsgate patch: was Control(PollR2RW)
 	if err != nil {
 		return Exception(err, "when flush")
 	}
@@ -574,7 +580,7 @@ func (c *connection) waitFlush() (err error) {
 		}
 		// if timeout, remove write event from poller
 		// we cannot flush it again, since we don't if the poller is still process outputBuffer
-		c.operator.Control(PollRW2R)
+		c.setWriting(false) // wsgate patch: was Control(PollRW2R)
 		return Exception(ErrWriteTimeout, c.remoteAddr.String())
 	}
 }

@@ -100,6 +100,7 @@ func (c *connection) onPrepare(opts *options) (err error) {
 		c.SetReadTimeout(opts.readTimeout)
 		c.SetWriteTimeout(opts.writeTimeout)
 		c.SetIdleTimeout(opts.idleTimeout)
+		c.pause.threshold = opts.readThreshold // wsgate patch (connection_pause.go)
 
 		// calling prepare first and then register.
 		if opts.onPrepare != nil {
@@ -227,6 +228,9 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (proces
 			}
 			_ = onRequest(c.ctx, c)
 		}
+		// wsgate patch (connection_pause.go): a handler that consumed input
+		// without releasing it must not leave reading paused.
+		c.resumeIfDrained()
 		// handling callback if connection has been closed.
 		if closedBy != none {
 			//  if closed by user when processing, it "may" needs detach

@@ -84,7 +84,11 @@ func (c *connection) closeBuffer() {
 
 // inputs implements FDOperator.
 func (c *connection) inputs(vs [][]byte) (rs [][]byte) {
-	vs[0] = c.inputBuffer.book(c.bookSize, c.maxSize)
+	size := c.bookSize
+	if t := c.pause.threshold; t > 0 && size > t { // wsgate patch (connection_pause.go)
+		size = t
+	}
+	vs[0] = c.inputBuffer.book(size, c.maxSize)
 	return vs[:1]
 }
 
@@ -107,6 +111,8 @@ func (c *connection) inputAck(n int) (err error) {
 	if c.maxSize > mallocMax {
 		c.maxSize = mallocMax
 	}
+
+	c.pauseIfFull(length) // wsgate patch (connection_pause.go)
 
 	needTrigger := true
 	if length == n { // first start onRequest
@@ -142,6 +148,6 @@ func (c *connection) outputAck(n int) (err error) {
 
 // rw2r removed the monitoring of write events.
 func (c *connection) rw2r() {
-	c.operator.Control(PollRW2R)
+	c.setWriting(false) // wsgate patch: was Control(PollRW2R)
 	c.triggerWrite(nil)
 }

@@ -29,6 +29,8 @@ type options struct {
 	readTimeout  time.Duration
 	writeTimeout time.Duration
 	idleTimeout  time.Duration
+
+	readThreshold int // wsgate patch (connection_pause.go)
 }
 
 // WithOnPrepare registers the OnPrepare method to EventLoop.

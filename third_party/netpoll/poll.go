@@ -63,4 +63,9 @@ const (
 
 	// PollRW2R is used to remove the writable monitor of FDOperator, generally used with PollR2RW.
 	PollRW2R PollEvent = 0x6
+
+	// wsgate patch (connection_pause.go): reads paused, errors watched,
+	// without and with the writable monitor.
+	PollPaused  PollEvent = 0x7
+	PollPausedW PollEvent = 0x8
 )

@@ -271,6 +271,10 @@ func (p *defaultPoll) Control(operator *FDOperator, event PollEvent) error {
 		op, evt.events = syscall.EPOLL_CTL_MOD, syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|syscall.EPOLLERR
 	case PollRW2R: // connection wait read
 		op, evt.events = syscall.EPOLL_CTL_MOD, syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLERR
+	case PollPaused: // wsgate patch: reads paused (connection_pause.go)
+		op, evt.events = syscall.EPOLL_CTL_MOD, syscall.EPOLLERR
+	case PollPausedW:
+		op, evt.events = syscall.EPOLL_CTL_MOD, syscall.EPOLLOUT|syscall.EPOLLERR
 	}
 	return EpollCtl(p.fd, op, fd, &evt)
 }
