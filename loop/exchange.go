@@ -23,7 +23,7 @@ var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	conn := cc.conn
 	r := conn.Reader()
-	deadline := time.Now().Add(s.cfg.HeaderTimeout)
+	var deadline time.Time // for the head; taken when it has to be waited for
 	if cc.served == 0 {
 		deadline = cc.acceptedAt.Add(s.cfg.HeaderTimeout)
 	}
@@ -49,6 +49,9 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 		}
 		if n > s.cfg.MaxHeaderBytes {
 			return s.reject(cc, 431)
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(s.cfg.HeaderTimeout)
 		}
 		conn.SetReadDeadline(deadline)
 		_, err = r.Peek(n + 1)
@@ -193,6 +196,24 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	return s.relayResponse(cc, ex, uc, nbuf, isHead, closeAfter)
 }
 
+// armDeadline gives uc's reads and writes the response timeout from now. A
+// deadline set by an earlier exchange that is still within deadlineSlack of
+// that is kept: a keep-alive connection then costs no timer change per
+// request, and the timeout is honoured to within the slack.
+func (s *Server) armDeadline(uc *upConn) {
+	now := time.Now()
+	rt := s.cfg.ResponseTimeout
+	if uc.deadline.Sub(now) >= rt-min(rt/10, deadlineSlack) {
+		return
+	}
+	uc.deadline = now.Add(rt)
+	uc.c.SetDeadline(uc.deadline)
+}
+
+// deadlineSlack bounds how much shorter than --response-timeout a reused
+// deadline may be (a tenth of it when that is less).
+const deadlineSlack = time.Second
+
 // connect picks a backend for the request and connects to it; a backend
 // that cannot be reached is skipped for this request and the next one is
 // tried. With no connection, the client has been answered and act says
@@ -241,7 +262,7 @@ func (s *Server) sendRequest(cc *clientConn, ex *exchange, uc *upConn, kind http
 		// ex.out keeps the head: a stale pooled connection may need it again.
 		// One deadline covers the write and the response head that follows
 		// (readResponseHead leaves it be): one timer, not two.
-		uc.c.SetDeadline(time.Now().Add(s.cfg.ResponseTimeout))
+		s.armDeadline(uc)
 		_, err := uc.c.Write(ex.out)
 		return nil, err
 	}

@@ -23,6 +23,9 @@ type upConn struct {
 	raw    syscall.RawConn
 	b      *balancer.Backend
 	idleAt time.Time // when it entered the idle pool
+	// deadline is what armDeadline last set for reads and writes (others
+	// may have moved the read deadline later since, never earlier).
+	deadline time.Time
 	reused bool      // came from the idle pool (it may have gone stale)
 
 	// peek is alive's check, bound once per connection so that a check
