@@ -26,7 +26,7 @@ type upConn struct {
 	// deadline is what armDeadline last set for reads and writes (others
 	// may have moved the read deadline later since, never earlier).
 	deadline time.Time
-	reused bool      // came from the idle pool (it may have gone stale)
+	reused   bool // came from the idle pool (it may have gone stale)
 
 	// peek is alive's check, bound once per connection so that a check
 	// allocates nothing; peekOK and peekBuf are its result and buffer,
