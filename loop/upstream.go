@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -19,7 +20,7 @@ import (
 // upConn is a connection to a backend. It belongs to one exchange at a time,
 // or to its backend's idle pool.
 type upConn struct {
-	c      *net.TCPConn
+	c      upSocket
 	raw    syscall.RawConn
 	b      *balancer.Backend
 	idleAt time.Time // when it entered the idle pool
@@ -34,6 +35,18 @@ type upConn struct {
 	peek    func(fd uintptr)
 	peekOK  bool
 	peekBuf [1]byte
+}
+
+// upSocket is a connection to a backend: an *os.File from dialRaw, or a
+// *net.TCPConn where the address is not an IP literal.
+type upSocket interface {
+	Read([]byte) (int, error)
+	Write([]byte) (int, error)
+	Close() error
+	SetDeadline(time.Time) error
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+	SyscallConn() (syscall.RawConn, error)
 }
 
 // upstreams holds an idle keep-alive pool per backend.
@@ -89,15 +102,26 @@ func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration, check
 	return u.dial(b, connectTimeout)
 }
 
-// dial opens a new connection to b.
+// dial opens a new connection to b: dialRaw for an IP address, net.Dialer
+// for a name.
 func (u *upstreams) dial(b *balancer.Backend, connectTimeout time.Duration) (*upConn, error) {
-	d := u.dialer
-	d.Timeout = connectTimeout
-	c, err := d.Dial("tcp", b.Addr())
-	if err != nil {
-		return nil, err
+	var c upSocket
+	if ap, err := netip.ParseAddrPort(b.Addr()); err == nil && ap.Addr().Zone() == "" {
+		f, err := dialRaw(ap, b.Addr(), connectTimeout)
+		if err != nil {
+			return nil, err
+		}
+		c = f
+	} else {
+		d := u.dialer
+		d.Timeout = connectTimeout
+		nc, err := d.Dial("tcp", b.Addr())
+		if err != nil {
+			return nil, err
+		}
+		c = nc.(*net.TCPConn)
 	}
-	uc, err := newUpConn(c.(*net.TCPConn), b)
+	uc, err := newUpConn(c, b)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -106,12 +130,12 @@ func (u *upstreams) dial(b *balancer.Backend, connectTimeout time.Duration) (*up
 }
 
 // newUpConn wraps a connection to b.
-func newUpConn(tc *net.TCPConn, b *balancer.Backend) (*upConn, error) {
-	raw, err := tc.SyscallConn()
+func newUpConn(c upSocket, b *balancer.Backend) (*upConn, error) {
+	raw, err := c.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	uc := &upConn{c: tc, raw: raw, b: b}
+	uc := &upConn{c: c, raw: raw, b: b}
 	uc.peek = func(fd uintptr) {
 		// recvfrom without an address: unix.Recvfrom would allocate one.
 		_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&uc.peekBuf[0])), 1,
@@ -233,6 +257,9 @@ func dialErrKind(err error) string {
 }
 
 func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) { // a deadline on a net.Conn or an *os.File
+		return true
+	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
