@@ -3,7 +3,6 @@
 package loop
 
 import (
-	"net"
 	"testing"
 	"time"
 )
@@ -11,21 +10,8 @@ import (
 // Checking a pooled upstream connection before reuse allocates nothing,
 // and tells an open, silent connection from one with unasked bytes or a FIN.
 func TestAliveCheck(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	uc, err := newUpConn(c.(*net.TCPConn), nil)
+	c, peer := tcpPair(t)
+	uc, err := newUpConn(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package loop
 
 import (
-	"net"
 	"testing"
 	"time"
 )
@@ -10,17 +9,8 @@ import (
 // earlier exchange set while it is within the slack, and the deadline it
 // leaves is the one reads and writes on the connection obey.
 func TestArmDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	uc := &upConn{c: c.(*net.TCPConn)}
+	c, _ := tcpPair(t)
+	uc := &upConn{c: c}
 
 	s := &Server{cfg: Config{ResponseTimeout: 10 * time.Second}}
 	before := time.Now()
@@ -45,7 +35,7 @@ func TestArmDeadline(t *testing.T) {
 	uc.deadline = time.Time{}
 	start := time.Now()
 	s.armDeadline(uc)
-	_, err = uc.c.Read(make([]byte, 1))
+	_, err := uc.c.Read(make([]byte, 1))
 	if !isTimeout(err) {
 		t.Fatalf("read: %v, want a timeout", err)
 	}
