@@ -272,18 +272,18 @@ func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf i
 	}
 	ex.out = setContentLength(ex.out, len(body))
 	ex.out = append(ex.out, body...)
-	w := cc.conn.Writer()
-	w.WriteBinary(ex.out)
-	if w.Flush() != nil {
-		return s.drop(uc, actClose)
-	}
+	// The backend's part is over (its whole response is in ex.buf): its
+	// pick is released before the client gets the sid, so the session's
+	// next request, or the next handshake, never sees it still in flight.
 	if !resp.Close && nbuf == end {
 		uc.b.Release()
 		s.ups.put(uc)
 	} else {
 		s.drop(uc, actKeep)
 	}
-	if closeAfter {
+	w := cc.conn.Writer()
+	w.WriteBinary(ex.out)
+	if w.Flush() != nil || closeAfter {
 		return actClose
 	}
 	return actKeep
