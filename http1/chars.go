@@ -85,6 +85,11 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
+// EqualFold reports whether b equals s ignoring ASCII case: for header
+// names and tokens, which are ASCII (strings.EqualFold would also fold
+// Unicode, and bytes.EqualFold needs s as bytes).
+func EqualFold(b []byte, s string) bool { return equalFold(b, s) }
+
 // equalFoldBytes is equalFold for two byte slices.
 func equalFoldBytes(a, b []byte) bool {
 	if len(a) != len(b) {

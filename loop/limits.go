@@ -162,11 +162,11 @@ func (rs hostRules) match(host, path []byte) int {
 		r := &rs[i]
 		switch r.kind {
 		case 0:
-			if !equalFold(h, r.host) {
+			if !http1.EqualFold(h, r.host) {
 				continue
 			}
 		case 1:
-			if len(h) <= len(r.host) || !equalFold(h[len(h)-len(r.host):], r.host) {
+			if len(h) <= len(r.host) || !http1.EqualFold(h[len(h)-len(r.host):], r.host) {
 				continue
 			}
 		}
@@ -179,23 +179,6 @@ func (rs hostRules) match(host, path []byte) int {
 		return r.idx
 	}
 	return -1
-}
-
-// equalFold compares b with lower (lower case) ASCII case-insensitively.
-func equalFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // ---------------------------------------------------------------------------
@@ -554,7 +537,7 @@ func forwardedHTTPS(cc *clientConn, req *http1.Request, head []byte) bool {
 		return false
 	}
 	v, ok := req.Get(head, "X-Forwarded-Proto")
-	return ok && equalFold(v, "https")
+	return ok && http1.EqualFold(v, "https")
 }
 
 // absPathQuery returns the path and query of an absolute-form target.

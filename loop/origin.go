@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/wsgate/wsgate/http1"
 )
 
 // AllowedOrigin is one --allowed-origin "[HOST]/PREFIX=ORIGIN": on the
@@ -87,7 +89,7 @@ func (or *originRules) allowed(i int, origin []byte) bool {
 		origin = origin[:n-1]
 	}
 	for _, o := range or.origins[i] {
-		if equalFold(origin, o) {
+		if http1.EqualFold(origin, o) {
 			return true
 		}
 	}

@@ -302,7 +302,7 @@ func setContentLength(out []byte, n int) []byte {
 			break // the empty line, or no line end
 		}
 		line := out[i : i+e]
-		if c := bytes.IndexByte(line, ':'); c == len("Content-Length") && equalFoldASCII(line[:c], "content-length") {
+		if c := bytes.IndexByte(line, ':'); c == len("Content-Length") && http1.EqualFold(line[:c], "content-length") {
 			vs := i + c + 1
 			for vs < i+e && (out[vs] == ' ' || out[vs] == '\t') {
 				vs++
@@ -321,7 +321,7 @@ func setContentLength(out []byte, n int) []byte {
 func cookieValue(req *http1.Request, head []byte, name string) []byte {
 	for i := 0; i < req.N; i++ {
 		h := req.Headers[i]
-		if !equalFoldASCII(h.Name.Of(head), "cookie") {
+		if !http1.EqualFold(h.Name.Of(head), "cookie") {
 			continue
 		}
 		v := h.Value.Of(head)
@@ -353,7 +353,7 @@ func (s *Server) clientKey(dst []byte, cc *clientConn, req *http1.Request, head 
 	// from its last entry backwards.
 	for i := req.N - 1; i >= 0 && !found.IsValid(); i-- {
 		h := req.Headers[i]
-		if !equalFoldASCII(h.Name.Of(head), "x-forwarded-for") {
+		if !http1.EqualFold(h.Name.Of(head), "x-forwarded-for") {
 			continue
 		}
 		v := h.Value.Of(head)
@@ -394,21 +394,4 @@ func parseForwardedAddr(b []byte) (netip.Addr, bool) {
 		return ap.Addr().Unmap(), true
 	}
 	return netip.Addr{}, false
-}
-
-// equalFoldASCII compares b with lower (lower case) ignoring ASCII case.
-func equalFoldASCII(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }
