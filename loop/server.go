@@ -194,31 +194,40 @@ func (s *Server) Serve() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ln := range s.lns {
-		el, err := netpoll.NewEventLoop(s.onRequest,
-			netpoll.WithOnPrepare(s.onPrepare),
-			netpoll.WithWriteTimeout(s.cfg.ResponseTimeout),
-			netpoll.WithReadThreshold(s.readThreshold()),
-		)
-		if err != nil {
-			return fmt.Errorf("loop: %w", err)
+		if err := s.serveLoop(ln, "listener "+ln.Addr().String()); err != nil {
+			return err
 		}
-		s.loops = append(s.loops, el)
-		sl, err := shedding(ln) // limits_accept.go: EMFILE without spinning
-		if err != nil {
-			return fmt.Errorf("loop: %w", err)
-		}
-		s.serving.Add(1)
-		go func(ln net.Listener) {
-			defer s.serving.Done()
-			if err := el.Serve(sl); err != nil && !s.draining.Load() {
-				s.cfg.Logf("listener %s: %v", ln.Addr(), err)
-			}
-		}(ln)
 	}
 	if err := s.serveFront(); err != nil { // tls.go: the TLS front
 		return err
 	}
 	go s.idle.run()
+	return nil
+}
+
+// serveLoop starts a netpoll event loop accepting on ln; name is for its
+// log line. s.mu held.
+func (s *Server) serveLoop(ln net.Listener, name string) error {
+	el, err := netpoll.NewEventLoop(s.onRequest,
+		netpoll.WithOnPrepare(s.onPrepare),
+		netpoll.WithWriteTimeout(s.cfg.ResponseTimeout),
+		netpoll.WithReadThreshold(s.readThreshold()),
+	)
+	if err != nil {
+		return fmt.Errorf("loop: %w", err)
+	}
+	s.loops = append(s.loops, el)
+	sl, err := shedding(ln) // limits_accept.go: EMFILE without spinning
+	if err != nil {
+		return fmt.Errorf("loop: %w", err)
+	}
+	s.serving.Add(1)
+	go func() {
+		defer s.serving.Done()
+		if err := el.Serve(sl); err != nil && !s.draining.Load() {
+			s.cfg.Logf("%s: %v", name, err)
+		}
+	}()
 	return nil
 }
 

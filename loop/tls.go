@@ -238,26 +238,9 @@ func (s *Server) serveFront() error {
 		return nil
 	}
 	f := s.edge.tls
-	el, err := netpoll.NewEventLoop(s.onRequest,
-		netpoll.WithOnPrepare(s.onPrepare),
-		netpoll.WithWriteTimeout(s.cfg.ResponseTimeout),
-		netpoll.WithReadThreshold(s.readThreshold()),
-	)
-	if err != nil {
-		return fmt.Errorf("loop: %w", err)
+	if err := s.serveLoop(f.inner, "tls inner listener"); err != nil {
+		return err
 	}
-	s.loops = append(s.loops, el)
-	sl, err := shedding(f.inner)
-	if err != nil {
-		return fmt.Errorf("loop: %w", err)
-	}
-	s.serving.Add(1)
-	go func() {
-		defer s.serving.Done()
-		if err := el.Serve(sl); err != nil && !s.draining.Load() {
-			s.cfg.Logf("tls inner listener: %v", err)
-		}
-	}()
 	for _, ln := range f.lns {
 		go f.acceptLoop(ln)
 	}
