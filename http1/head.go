@@ -201,6 +201,36 @@ func lookalike(n []byte, s string) bool {
 	return under
 }
 
+// nextField reads the header section's next line at i, looking no further
+// than end: the empty line that ends the head (headLen is then the head's
+// length), or a field (h, and next where the line after it starts). n is
+// the number of fields read so far, of at most maxN. eNeedMore: the line is
+// incomplete. Requests and responses share it; what a field means is theirs.
+func nextField(buf []byte, i, end, n, maxN int) (h Header, next, headLen int, code ecode) {
+	if i >= end {
+		return h, 0, 0, eNeedMore
+	}
+	switch buf[i] {
+	case '\r':
+		if i+1 == end {
+			return h, 0, 0, eNeedMore
+		}
+		if buf[i+1] != '\n' {
+			return h, 0, 0, eBadLineEnd
+		}
+		return h, 0, i + 2, eNone
+	case '\n':
+		return h, 0, 0, eBadLineEnd
+	case ' ', '\t':
+		return h, 0, 0, eObsFold
+	}
+	if n == maxN {
+		return h, 0, 0, eTooManyHeaders
+	}
+	h, next, code = scanField(buf, i, end)
+	return h, next, 0, code
+}
+
 // scanField parses one header line "name:OWS value OWS CRLF" starting at i,
 // looking no further than end. It returns the index after the CRLF.
 // eNeedMore means the line is incomplete within end.

@@ -107,33 +107,16 @@ func (r *Request) parse(buf []byte, lim *Limits) ecode {
 	var wsVer Span
 	expectBad := false
 	for {
-		if i >= end {
-			return short
-		}
-		switch buf[i] {
-		case '\r':
-			if i+1 == end {
-				return short
-			}
-			if buf[i+1] != '\n' {
-				return eBadLineEnd
-			}
-			r.HeadLen = i + 2
-			return r.finish(buf, wsKeys, wsVers, wsVer, expectBad)
-		case '\n':
-			return eBadLineEnd
-		case ' ', '\t':
-			return eObsFold
-		}
-		if r.N == maxHdrs {
-			return eTooManyHeaders
-		}
-		h, next, c := scanField(buf, i, end)
+		h, next, headLen, c := nextField(buf, i, end, r.N, maxHdrs)
 		if c != eNone {
 			if c == eNeedMore {
 				return short
 			}
 			return c
+		}
+		if headLen > 0 {
+			r.HeadLen = headLen
+			return r.finish(buf, wsKeys, wsVers, wsVer, expectBad)
 		}
 		i = next
 		k := kindOf(h.Name.Of(buf))

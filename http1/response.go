@@ -71,33 +71,16 @@ func (r *Response) parse(buf []byte, lim *Limits) ecode {
 	}
 	i++
 	for {
-		if i >= end {
-			return short
-		}
-		switch buf[i] {
-		case '\r':
-			if i+1 == end {
-				return short
-			}
-			if buf[i+1] != '\n' {
-				return eBadLineEnd
-			}
-			r.HeadLen = i + 2
-			return r.finish(buf)
-		case '\n':
-			return eBadLineEnd
-		case ' ', '\t':
-			return eObsFold
-		}
-		if r.N == maxHdrs {
-			return eTooManyHeaders
-		}
-		h, next, c := scanField(buf, i, end)
+		h, next, headLen, c := nextField(buf, i, end, r.N, maxHdrs)
 		if c != eNone {
 			if c == eNeedMore {
 				return short
 			}
 			return c
+		}
+		if headLen > 0 {
+			r.HeadLen = headLen
+			return r.finish(buf)
 		}
 		i = next
 		k := kindOf(h.Name.Of(buf))
