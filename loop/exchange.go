@@ -135,7 +135,11 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 		status := 502
 		if uerr == nil {
 			bodyLeft = false
-			nbuf, status, uerr = s.readResponseHead(cc, ex, uc)
+			var unsent []byte // a bodiless request's head goes out with the wait for the answer
+			if bodyKind == http1.BodyNone {
+				unsent = ex.out
+			}
+			nbuf, status, uerr = s.readResponseHead(cc, ex, uc, unsent)
 		} else {
 			upstreamError(upSendFail)
 		}
@@ -259,12 +263,12 @@ func (s *Server) connectFailed(b *balancer.Backend, ex *exchange, err error) {
 func (s *Server) sendRequest(cc *clientConn, ex *exchange, uc *upConn, kind http1.BodyKind, cl int64) (*clientFault, error) {
 	r := cc.conn.Reader()
 	if kind == http1.BodyNone {
-		// ex.out keeps the head: a stale pooled connection may need it again.
-		// One deadline covers the write and the response head that follows
-		// (readResponseHead leaves it be): one timer, not two.
+		// readResponseHead writes the head in ex.out (kept there: a stale
+		// pooled connection may need it again) as it starts to wait for the
+		// answer. One deadline covers the write and the response head that
+		// follows (readResponseHead leaves it be): one timer, not two.
 		s.armDeadline(uc)
-		_, err := uc.c.Write(ex.out)
-		return nil, err
+		return nil, nil
 	}
 	out := ex.out
 	defer func() { ex.out = out[:0] }()
@@ -354,12 +358,25 @@ func (s *Server) sendRequest(cc *clientConn, ex *exchange, uc *upConn, kind http
 // 100 Continue, which the proxy answers itself). It returns the bytes read
 // into ex.buf and, on failure, the status the client should get (0 when
 // the client already received part of a response). sendRequest has set
-// the read deadline.
-func (s *Server) readResponseHead(cc *clientConn, ex *exchange, uc *upConn) (nbuf, status int, err error) {
+// the read deadline. A request head in unsent is written first, in the
+// same call as the wait for the answer (upConn.roundTrip).
+func (s *Server) readResponseHead(cc *clientConn, ex *exchange, uc *upConn, unsent []byte) (nbuf, status int, err error) {
 	buf := ex.buf
 	sentInterim := false
 	for {
-		m, rerr := uc.c.Read(buf[nbuf:])
+		var m int
+		var rerr error
+		if unsent != nil {
+			var serr error
+			m, serr, rerr = uc.roundTrip(unsent, buf)
+			unsent = nil
+			if serr != nil {
+				upstreamError(upSendFail)
+				return 0, 502, serr
+			}
+		} else {
+			m, rerr = uc.c.Read(buf[nbuf:])
+		}
 		nbuf += m
 		for nbuf > 0 {
 			perr := ex.resp.Parse(buf[:nbuf], &s.respLim)

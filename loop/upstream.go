@@ -3,6 +3,7 @@ package loop
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -35,6 +36,15 @@ type upConn struct {
 	peek    func(fd uintptr)
 	peekOK  bool
 	peekBuf [1]byte
+
+	// reply is roundTrip's callback, bound once per connection like peek;
+	// the reply fields are its arguments and results.
+	reply     func(fd uintptr) bool
+	replyReq  []byte // still to write; nil once written
+	replySent int
+	replyBuf  []byte
+	replyN    int
+	replyErr  error // of the write while replyReq is set, else of the read
 }
 
 // upSocket is a connection to a backend: an *os.File from dialRaw, or a
@@ -142,7 +152,92 @@ func newUpConn(c upSocket, b *balancer.Backend) (*upConn, error) {
 			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 		uc.peekOK = errno == unix.EAGAIN // 0 bytes (closed) or a byte (unasked data): unusable
 	}
+	uc.reply = func(fd uintptr) bool {
+		if req := uc.replyReq; req != nil {
+			n, err := writeFd(int(fd), req)
+			uc.replySent = n
+			if err != nil || n < len(req) {
+				uc.replyErr = err
+				return true // roundTrip finishes the write the ordinary way
+			}
+			uc.replyReq = nil
+			return false // sent: wait for the answer
+		}
+		for {
+			n, err := unix.Read(int(fd), uc.replyBuf)
+			switch err {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false
+			}
+			uc.replyN, uc.replyErr = n, err
+			return true
+		}
+	}
 	return uc, nil
+}
+
+// roundTrip writes req and reads the first bytes of the answer into b.
+// Unlike Write then Read, it waits for input before it reads: the answer
+// cannot be there yet (a backend on loopback takes tens of microseconds),
+// and Read's first attempt would be a read(2) that finds nothing, a system
+// call per request. The write happens inside RawRead, after the runtime
+// poller's readiness was reset for the wait, so the answer's edge, which
+// comes after the write, is never lost (a wait begun after a separate
+// Write could lose it: RawRead's reset drops an edge seen in between).
+//
+// What a pooled connection received while idle is not seen before the
+// wait: the request's own effect wakes it. A backend that closed the
+// connection answers the write with a reset (TestStalePooledConnection);
+// one that answers the request is read as before. Only a backend that shut
+// down its sending side and then ignores the request leaves it waiting,
+// until the backend closes or the response timeout runs out (a 504 where
+// Read would have seen the FIN at once and replayed the request); HTTP
+// servers close idle keep-alive connections outright.
+//
+// Deadlines hold as for Read and Write. sendErr is the write's error;
+// 0 bytes read is io.EOF.
+func (uc *upConn) roundTrip(req, b []byte) (n int, sendErr, err error) {
+	uc.replyReq, uc.replySent, uc.replyBuf, uc.replyN, uc.replyErr = req, 0, b, 0, nil
+	err = uc.raw.Read(uc.reply)
+	uc.replyBuf = nil
+	if uc.replyReq != nil { // not all written: the rest, then an ordinary read
+		uc.replyReq = nil
+		if err == nil && (uc.replyErr == nil || uc.replyErr == unix.EAGAIN) {
+			_, err = uc.c.Write(req[uc.replySent:])
+		} else if err == nil {
+			err = os.NewSyscallError("write", uc.replyErr)
+		}
+		if err != nil {
+			return 0, err, nil
+		}
+		n, err = uc.c.Read(b)
+		return n, nil, err
+	}
+	switch {
+	case err != nil:
+		return 0, nil, err
+	case uc.replyErr != nil:
+		return 0, nil, os.NewSyscallError("read", uc.replyErr)
+	case uc.replyN == 0:
+		return 0, nil, io.EOF
+	}
+	return uc.replyN, nil, nil
+}
+
+// writeFd is write(2), retried on EINTR; EAGAIN is returned as it is.
+func writeFd(fd int, p []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
 }
 
 // put returns uc to its backend's idle pool, or closes it when the pool is
