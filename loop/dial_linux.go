@@ -22,13 +22,13 @@ func dialRaw(ap netip.AddrPort, name string, timeout time.Duration) (*os.File, e
 	if !ap.Addr().Is4() && !ap.Addr().Is4In6() {
 		family = unix.AF_INET6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := rawSocket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	rawNodelay(fd)
 	if err := connectRaw(fd, ap, family); err != nil && err != unix.EINPROGRESS {
-		unix.Close(fd)
+		rawClose(fd)
 		return nil, &os.PathError{Op: "connect", Path: name, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), name) // non-blocking: polled by the runtime
@@ -97,26 +97,24 @@ func connectRaw(fd int, ap netip.AddrPort, family int) error {
 		pb[0], pb[1] = byte(port>>8), byte(port)
 		p, n = unsafe.Pointer(&sa6), unsafe.Sizeof(sa6)
 	}
-	_, _, errno := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(p), n)
-	if errno != 0 {
-		return errno
-	}
-	return nil
+	_, _, errno := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(p), n) // non-blocking
+	return rawErr(errno)
 }
 
 // connectDone reports whether a non-blocking connect has finished, and its
 // error when it failed; (false, nil) while it is in progress.
 func connectDone(fd int) (bool, error) {
 	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-	n, err := unix.Poll(pfd[:], 0)
-	if err != nil && err != unix.EINTR {
-		return false, err
+	var zero unix.Timespec // ppoll with a zero timeout: never blocks
+	r, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd[0])), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+	if e != 0 && e != unix.EINTR {
+		return false, rawErr(e)
 	}
-	if n == 0 || err == unix.EINTR {
+	if r == 0 || e == unix.EINTR {
 		return false, nil
 	}
 	if pfd[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
-		soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		soerr, err := rawSoError(fd)
 		if err != nil {
 			return false, err
 		}

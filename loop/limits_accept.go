@@ -92,7 +92,7 @@ func (l *shedListener) Accept() (net.Conn, error) {
 		fd, raddr, err := accept(l.fd)
 		switch err {
 		case 0:
-			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+			rawNodelay(fd)
 			return &acceptedConn{fd: fd, laddr: l.Addr(), raddr: raddr}, nil
 		case unix.EINTR:
 			continue

@@ -43,10 +43,10 @@ func ownFd(c netpoll.Connection) (int, error) {
 	if !ok {
 		return -1, unix.EBADF
 	}
-	return unix.FcntlInt(uintptr(nc.Fd()), unix.F_DUPFD_CLOEXEC, 0)
+	return rawDup(uintptr(nc.Fd()))
 }
 
-func closeFd(fd int) { unix.Close(fd) }
+func closeFd(fd int) { rawClose(fd) }
 
 // tunnelClosed runs on the tunnel engine when a tunnel ends.
 func tunnelClosed(b *balancer.Backend, st tunnel.Stats) {

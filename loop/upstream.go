@@ -164,7 +164,7 @@ func newUpConn(c upSocket, b *balancer.Backend) (*upConn, error) {
 			return false // sent: wait for the answer
 		}
 		for {
-			n, err := unix.Read(int(fd), uc.replyBuf)
+			n, err := rawRead(int(fd), uc.replyBuf)
 			switch err {
 			case unix.EINTR:
 				continue
@@ -229,14 +229,10 @@ func (uc *upConn) roundTrip(req, b []byte) (n int, sendErr, err error) {
 // writeFd is write(2), retried on EINTR; EAGAIN is returned as it is.
 func writeFd(fd int, p []byte) (int, error) {
 	for {
-		n, err := unix.Write(fd, p)
-		if err == unix.EINTR {
-			continue
+		n, err := rawWrite(fd, p)
+		if err != unix.EINTR {
+			return n, err
 		}
-		if n < 0 {
-			n = 0
-		}
-		return n, err
 	}
 }
 
@@ -283,7 +279,7 @@ func (uc *upConn) takeFd() (int, error) {
 	fd := -1
 	var derr error
 	err := uc.raw.Control(func(s uintptr) {
-		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+		fd, derr = rawDup(s)
 	})
 	uc.c.Close()
 	if err == nil {

@@ -299,7 +299,7 @@ func (l *loop) fail(t *tunnel, idx int32, s int, op string, err error) bool {
 // dropped.
 func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
 	for s, fd := range t.fd {
-		unix.Close(int(fd))
+		rawClose(int(fd))
 		d := &t.dir[s]
 		if d.buf != nil {
 			l.e.bufs.put(d.buf)
