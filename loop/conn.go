@@ -146,13 +146,13 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	switch act {
 	case actKeep:
 		cc.markIdle(s.idle, s.cfg.KeepAliveTimeout)
-	case actClose:
-		s.lingerBeforeClose(cc) // reject.go
+	case actClose, actTunnel:
+		if act == actClose {
+			s.lingerBeforeClose(cc) // reject.go
+		}
+		// For a tunnel, the close callback registered by startTunnel takes
+		// the socket over once netpoll has let go of it.
 		conn.Close()
-	case actTunnel:
-		// The close callback registered by startTunnel takes the socket
-		// over once netpoll has let go of it.
-		handOver(conn)
 	}
 	return nil
 }

@@ -604,16 +604,15 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 	cc.status = 101
 	done := s.tunnelDone(cc, ex, b, len(ex.out)) // accesslog.go: duration, log line
 	engine := s.cfg.Tunnels
-	// onRequest hands the connection over (handOver: netpoll detaches it
-	// and leaves its socket open); netpoll runs close callbacks after it has
-	// stopped polling the socket, newest first: this one takes the client
-	// socket and whatever input netpoll had already read.
+	// netpoll runs close callbacks after it has stopped polling the socket
+	// and before it closes it, newest first: this one takes a duplicate of
+	// the client socket and whatever input netpoll had already read.
 	cc.conn.AddCloseCallback(func(c netpoll.Connection) error {
 		var toBackend []byte
 		if n := c.Reader().Len(); n > 0 {
 			toBackend, _ = c.Reader().Next(n)
 		}
-		fd, err := ownFd(c)
+		fd, err := dupFd(c)
 		if err != nil { // the client never got its 101; closing tells it
 
 			s.logTunnelErr(err)
