@@ -7,6 +7,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/wsgate/wsgate/tunnel/rawsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,13 +23,13 @@ func dialRaw(ap netip.AddrPort, name string, timeout time.Duration) (*os.File, e
 	if !ap.Addr().Is4() && !ap.Addr().Is4In6() {
 		family = unix.AF_INET6
 	}
-	fd, err := rawSocket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	fd, err := rawsys.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	rawNodelay(fd)
+	rawsys.Nodelay(fd)
 	if err := connectRaw(fd, ap, family); err != nil && err != unix.EINPROGRESS {
-		rawClose(fd)
+		rawsys.Close(fd)
 		return nil, &os.PathError{Op: "connect", Path: name, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), name) // non-blocking: polled by the runtime
@@ -98,7 +99,7 @@ func connectRaw(fd int, ap netip.AddrPort, family int) error {
 		p, n = unsafe.Pointer(&sa6), unsafe.Sizeof(sa6)
 	}
 	_, _, errno := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(p), n) // non-blocking
-	return rawErr(errno)
+	return rawsys.Err(errno)
 }
 
 // connectDone reports whether a non-blocking connect has finished, and its
@@ -108,13 +109,13 @@ func connectDone(fd int) (bool, error) {
 	var zero unix.Timespec // ppoll with a zero timeout: never blocks
 	r, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd[0])), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
 	if e != 0 && e != unix.EINTR {
-		return false, rawErr(e)
+		return false, rawsys.Err(e)
 	}
 	if r == 0 || e == unix.EINTR {
 		return false, nil
 	}
 	if pfd[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
-		soerr, err := rawSoError(fd)
+		soerr, err := rawsys.SoError(fd)
 		if err != nil {
 			return false, err
 		}

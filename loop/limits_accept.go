@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/wsgate/wsgate/tunnel/rawsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,7 +93,7 @@ func (l *shedListener) Accept() (net.Conn, error) {
 		fd, raddr, err := accept(l.fd)
 		switch err {
 		case 0:
-			rawNodelay(fd)
+			rawsys.Nodelay(fd)
 			return &acceptedConn{fd: fd, laddr: l.Addr(), raddr: raddr}, nil
 		case unix.EINTR:
 			continue

@@ -8,6 +8,7 @@ import (
 
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/tunnel"
+	"github.com/wsgate/wsgate/tunnel/rawsys"
 )
 
 type tunnelStats = tunnel.Stats
@@ -26,10 +27,10 @@ func dupFd(c netpoll.Connection) (int, error) {
 	if !ok {
 		return -1, unix.EBADF
 	}
-	return rawDup(uintptr(nc.Fd()))
+	return rawsys.Dup(int(nc.Fd()))
 }
 
-func closeFd(fd int) { rawClose(fd) }
+func closeFd(fd int) { rawsys.Close(fd) }
 
 // tunnelClosed runs on the tunnel engine when a tunnel ends.
 func tunnelClosed(b *balancer.Backend, st tunnel.Stats) {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/tunnel/rawsys"
 )
 
 // upConn is a connection to a backend. It belongs to one exchange at a time,
@@ -164,7 +165,7 @@ func newUpConn(c upSocket, b *balancer.Backend) (*upConn, error) {
 			return false // sent: wait for the answer
 		}
 		for {
-			n, err := rawRead(int(fd), uc.replyBuf)
+			n, err := rawsys.Read(int(fd), uc.replyBuf)
 			switch err {
 			case unix.EINTR:
 				continue
@@ -229,7 +230,7 @@ func (uc *upConn) roundTrip(req, b []byte) (n int, sendErr, err error) {
 // writeFd is write(2), retried on EINTR; EAGAIN is returned as it is.
 func writeFd(fd int, p []byte) (int, error) {
 	for {
-		n, err := rawWrite(fd, p)
+		n, err := rawsys.Write(fd, p)
 		if err != unix.EINTR {
 			return n, err
 		}
@@ -279,7 +280,7 @@ func (uc *upConn) takeFd() (int, error) {
 	fd := -1
 	var derr error
 	err := uc.raw.Control(func(s uintptr) {
-		fd, derr = rawDup(s)
+		fd, derr = rawsys.Dup(int(s))
 	})
 	uc.c.Close()
 	if err == nil {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wsgate/wsgate/tunnel/rawsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,11 +114,11 @@ func (e *Engine) AddTagged(tag uint64, clientFd, backendFd int, toBackend, toCli
 // ensureNonblock sets O_NONBLOCK on fd unless it is set already, as it is
 // on every socket the proxy hands over: one fcntl instead of two.
 func ensureNonblock(fd int) error {
-	fl, err := rawFcntl(fd, unix.F_GETFL, 0)
+	fl, err := rawsys.Fcntl(fd, unix.F_GETFL, 0)
 	if err != nil || fl&unix.O_NONBLOCK != 0 {
 		return err
 	}
-	_, err = rawFcntl(fd, unix.F_SETFL, fl|unix.O_NONBLOCK)
+	_, err = rawsys.Fcntl(fd, unix.F_SETFL, fl|unix.O_NONBLOCK)
 	return err
 }
 

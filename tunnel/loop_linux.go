@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wsgate/wsgate/tunnel/rawsys"
 	"github.com/wsgate/wsgate/tunnel/wheel"
 )
 
@@ -348,7 +349,7 @@ func (l *loop) add(c *command) {
 		// Registered once, edge-triggered; the kernel reports the current
 		// readiness at once, which starts the relay.
 		ev := unix.EpollEvent{Events: tunnelEvents, Fd: int32(idx<<1) | int32(s), Pad: int32(t.gen)}
-		if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(t.fd[s]), &ev); err != nil {
+		if err := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(t.fd[s]), &ev); err != nil {
 			l.fail(t, idx, s, "register", err)
 			return
 		}

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"time"
 
+	"github.com/wsgate/wsgate/tunnel/rawsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -98,7 +99,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			if t.sflags[dst]&sideWritable == 0 {
 				return true
 			}
-			n, err := rawWrite(t.fd[dst], (*d.buf)[d.off:d.end])
+			n, err := rawsys.Write(int(t.fd[dst]), (*d.buf)[d.off:d.end])
 			if n > 0 {
 				d.off += int32(n)
 				l.wrote(t, src, n)
@@ -128,7 +129,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			if t.sflags[dst]&sideWritable == 0 {
 				return true
 			}
-			n, err := rawSplice(d.p.r, t.fd[dst], int(d.inPipe))
+			n, err := rawsys.Splice(int(d.p.r), int(t.fd[dst]), int(d.inPipe), spliceFlags)
 			if n > 0 {
 				d.inPipe -= int32(n)
 				l.spliceBytes += int64(n)
@@ -161,7 +162,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			}
 			// An error here (ENOTCONN: the destination is gone) shows up
 			// as an event on that side; the direction is finished anyway.
-			rawShutdownWrite(t.fd[dst])
+			rawsys.ShutdownWrite(int(t.fd[dst]))
 			return true
 		}
 
@@ -170,7 +171,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			return true
 		}
 		if d.flags&dirSplicing != 0 {
-			n, err := rawSplice(t.fd[src], d.p.w, l.e.cfg.MaxPending)
+			n, err := rawsys.Splice(int(t.fd[src]), int(d.p.w), l.e.cfg.MaxPending, spliceFlags)
 			if err != nil {
 				switch err {
 				case unix.EAGAIN: // the flow went quiet: back to buffers, pipe back to the pool
@@ -197,7 +198,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 		if b == nil {
 			b = l.e.bufs.get()
 		}
-		n, err := rawRead(t.fd[src], *b)
+		n, err := rawsys.Read(int(t.fd[src]), *b)
 		if err != nil {
 			l.scratch = b
 			switch err {
@@ -299,7 +300,7 @@ func (l *loop) fail(t *tunnel, idx int32, s int, op string, err error) bool {
 // dropped.
 func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
 	for s, fd := range t.fd {
-		rawClose(int(fd))
+		rawsys.Close(int(fd))
 		d := &t.dir[s]
 		if d.buf != nil {
 			l.e.bufs.put(d.buf)

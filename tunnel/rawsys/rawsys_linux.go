@@ -1,0 +1,137 @@
+// Package rawsys makes the system calls of wsgate's socket paths that never
+// block, without telling the Go scheduler (no entersyscall/exitsyscall).
+//
+// Every fd passed here is non-blocking, splice gets SPLICE_F_NONBLOCK, and
+// no socket lingers on close, so none of these calls can block. A call
+// through syscall.Syscall marks the P as in a system call: when sysmon
+// sleeps (the P was idle) the call wakes it, and it then polls every 20 µs
+// for a millisecond before slowing down; and a call the kernel preempts (on
+// a busy box the peer it woke runs first) looks long enough for sysmon to
+// take the P and start another thread. Measured on 2 cores before these
+// were raw: sysmon woke about once per WebSocket handshake and used 9% of
+// wsgate's CPU, and a tenth of the relay's CPU on a 64 B echo.
+//
+// Both the reactor (loop) and the tunnel engine use it; it knows nothing of
+// HTTP or of tunnels.
+package rawsys
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Err turns an errno into the error callers compare against: the common
+// values are returned as the unix package's own (comparable with ==).
+func Err(e unix.Errno) error {
+	switch e {
+	case 0:
+		return nil
+	case unix.EAGAIN:
+		return unix.EAGAIN
+	case unix.EINTR:
+		return unix.EINTR
+	case unix.EINPROGRESS:
+		return unix.EINPROGRESS
+	}
+	return e
+}
+
+// Socket creates a socket; typ should carry SOCK_NONBLOCK.
+func Socket(family, typ int) (int, error) {
+	fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), uintptr(typ), 0)
+	if e != 0 {
+		return -1, Err(e)
+	}
+	return int(fd), nil
+}
+
+// Nodelay sets TCP_NODELAY; errors are ignored, as by every caller.
+func Nodelay(fd int) {
+	one := int32(1)
+	unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
+		uintptr(unsafe.Pointer(&one)), 4, 0)
+}
+
+// SoError reads and clears the socket's pending error (SO_ERROR).
+func SoError(fd int) (int, error) {
+	var v int32
+	n := uint32(4)
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_ERROR,
+		uintptr(unsafe.Pointer(&v)), uintptr(unsafe.Pointer(&n)), 0)
+	if e != 0 {
+		return 0, Err(e)
+	}
+	return int(v), nil
+}
+
+// Read reads into p; an empty p reads nothing.
+func Read(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, Err(e)
+	}
+	return int(r), nil
+}
+
+// Write writes p; an empty p writes nothing.
+func Write(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, Err(e)
+	}
+	return int(r), nil
+}
+
+// Splice moves up to n bytes from one fd to another (one of them a pipe).
+func Splice(from, to, n, flags int) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(from), 0, uintptr(to), 0, uintptr(n), uintptr(flags))
+	if e != 0 {
+		return 0, Err(e)
+	}
+	return int(r), nil
+}
+
+// ShutdownWrite half-closes a socket (SHUT_WR); errors are ignored.
+func ShutdownWrite(fd int) {
+	unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), unix.SHUT_WR, 0)
+}
+
+// Dup duplicates fd, close-on-exec.
+func Dup(fd int) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if e != 0 {
+		return -1, Err(e)
+	}
+	return int(r), nil
+}
+
+// Fcntl is fcntl(2) with an int argument.
+func Fcntl(fd, cmd, arg int) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(fd), uintptr(cmd), uintptr(arg))
+	if e != 0 {
+		return 0, Err(e)
+	}
+	return int(r), nil
+}
+
+// EpollCtl is epoll_ctl(2).
+func EpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return Err(e)
+	}
+	return nil
+}
+
+// Close closes fd; errors are ignored (a non-lingering socket's close
+// cannot fail in a way the caller could act on).
+func Close(fd int) {
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+}
