@@ -89,16 +89,19 @@ type compareEnv struct {
 
 // cmpResult is one column's measurements; NaN-free: zero means not measured.
 type cmpResult struct {
-	name                 string
-	tunnels, failed      int64
-	anonPerTunnel        float64 // bytes
-	fdsPerTunnel         float64
-	hsCPUus, handshakes  float64
-	echoCPUus, msgsPerS  float64
-	p50, p99, p999       float64 // ms
-	httpReqS, httpCPUus  float64
-	httpTool             string
-	idleNote, echoErrors string
+	name                string
+	tunnels, failed     int64
+	anonPerTunnel       float64 // bytes
+	fdsPerTunnel        float64
+	hsCPUus, handshakes float64
+	echoCPUus, msgsPerS float64
+	p50, p99, p999      float64 // ms
+	httpReqS, httpCPUus float64
+	// The kernel's part (stime) of each CPU figure: what a proxy making the
+	// same system calls cannot go below, whatever its own code costs.
+	hsSysUS, echoSysUS, httpSysUS float64
+	httpTool                      string
+	idleNote, echoErrors          string
 }
 
 func TestCompareProxies(t *testing.T) {
@@ -248,9 +251,9 @@ func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Du
 		c1 := cpuOf(pids)
 		res.handshakes = float64(count) / dur.Seconds()
 		if count > 0 && pids != nil {
-			res.hsCPUus = float64(c1-c0) / clkTck * 1e6 / float64(count)
+			res.hsCPUus, res.hsSysUS = c1.perUnitUS(c0, count)
 		}
-		t.Logf("%s handshakes: %d in %v (%d errors), proxy CPU %.2f s", k.name, count, dur, errs, float64(c1-c0)/clkTck)
+		t.Logf("%s handshakes: %d in %v (%d errors), proxy CPU %.2f s (kernel %.2f s)", k.name, count, dur, errs, float64(c1.total-c0.total)/clkTck, float64(c1.sys-c0.sys)/clkTck)
 	}
 	time.Sleep(time.Second)
 
@@ -267,13 +270,13 @@ func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Du
 		res.msgsPerS = r.MessagesPerSecond
 		res.p50, res.p99, res.p999 = r.Latency.P50MS, r.Latency.P99MS, r.Latency.P999MS
 		if r.Messages > 0 && pids != nil {
-			res.echoCPUus = float64(c1-c0) / clkTck * 1e6 / float64(r.Messages)
+			res.echoCPUus, res.echoSysUS = c1.perUnitUS(c0, r.Messages)
 		}
 		if r.Errors > 0 || r.Failed > 0 {
 			res.echoErrors = fmt.Sprintf("%d failed, %d errors %v", r.Failed, r.Errors, r.ErrorKinds)
 			t.Logf("%s echo: %s", k.name, res.echoErrors)
 		}
-		t.Logf("%s echo: %d messages, %.0f/s, proxy CPU %.2f s", k.name, r.Messages, r.MessagesPerSecond, float64(c1-c0)/clkTck)
+		t.Logf("%s echo: %d messages, %.0f/s, proxy CPU %.2f s (kernel %.2f s)", k.name, r.Messages, r.MessagesPerSecond, float64(c1.total-c0.total)/clkTck, float64(c1.sys-c0.sys)/clkTck)
 	}
 	time.Sleep(time.Second)
 
@@ -288,9 +291,9 @@ func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Du
 		res.httpTool = tool
 		res.httpReqS = float64(reqs) / dur.Seconds()
 		if reqs > 0 && pids != nil {
-			res.httpCPUus = float64(c1-c0) / clkTck * 1e6 / float64(reqs)
+			res.httpCPUus, res.httpSysUS = c1.perUnitUS(c0, reqs)
 		}
-		t.Logf("%s http (%s): %d requests, proxy CPU %.2f s", k.name, tool, reqs, float64(c1-c0)/clkTck)
+		t.Logf("%s http (%s): %d requests, proxy CPU %.2f s (kernel %.2f s)", k.name, tool, reqs, float64(c1.total-c0.total)/clkTck, float64(c1.sys-c0.sys)/clkTck)
 	}
 	env.stopLast()
 	time.Sleep(2 * time.Second)
@@ -613,40 +616,53 @@ func sampleProcs(pids []int) procSample {
 		s.anonKiB += statusField(pid, "RssAnon:")
 		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 		s.fds += len(ents)
-		s.cpu += cpuTicks(pid)
+		u, sys := cpuTicks(pid)
+		s.cpu += u + sys
 	}
 	return s
 }
 
-func cpuOf(pids func() []int) int64 {
+// cpuUse is the CPU of a proxy's processes so far, in clock ticks.
+type cpuUse struct{ total, sys int64 }
+
+// perUnitUS is the CPU (and the kernel's part of it) per unit of work since
+// c0, in µs.
+func (c1 cpuUse) perUnitUS(c0 cpuUse, units int64) (total, sys float64) {
+	f := 1e6 / clkTck / float64(units)
+	return float64(c1.total-c0.total) * f, float64(c1.sys-c0.sys) * f
+}
+
+func cpuOf(pids func() []int) cpuUse {
+	var c cpuUse
 	if pids == nil {
-		return 0
+		return c
 	}
-	var c int64
 	for _, pid := range pids() {
-		c += cpuTicks(pid)
+		u, s := cpuTicks(pid)
+		c.total += u + s
+		c.sys += s
 	}
 	return c
 }
 
-// cpuTicks is utime+stime of every thread of pid, from /proc/<pid>/stat.
-func cpuTicks(pid int) int64 {
+// cpuTicks is utime and stime of every thread of pid, from /proc/<pid>/stat.
+func cpuTicks(pid int) (user, sys int64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	// Fields after the command name (which may hold spaces) in parentheses.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0
+		return 0, 0
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0
+		return 0, 0
 	}
-	u, _ := strconv.ParseInt(f[11], 10, 64) // field 14: utime
-	s, _ := strconv.ParseInt(f[12], 10, 64) // field 15: stime
-	return u + s
+	user, _ = strconv.ParseInt(f[11], 10, 64) // field 14: utime
+	sys, _ = strconv.ParseInt(f[12], 10, 64)  // field 15: stime
+	return user, sys
 }
 
 func statusField(pid int, name string) int64 {
@@ -712,14 +728,17 @@ func writeCompareTable(w io.Writer, rs []cmpResult) {
 		{"user-space memory per idle tunnel (anon RSS, B)", func(r *cmpResult) float64 { return r.anonPerTunnel }, "%.0f", true},
 		{"fds per idle tunnel", func(r *cmpResult) float64 { return r.fdsPerTunnel }, "%.2f", true},
 		{"proxy CPU per WebSocket handshake (µs)", func(r *cmpResult) float64 { return r.hsCPUus }, "%.0f", true},
+		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.hsSysUS }, "%.0f", true},
 		{"handshakes/s (16 workers)", func(r *cmpResult) float64 { return r.handshakes }, "%.0f", false},
 		{"proxy CPU per 64 B echo round trip (µs)", func(r *cmpResult) float64 { return r.echoCPUus }, "%.1f", true},
+		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.echoSysUS }, "%.1f", true},
 		{"echo messages/s (50 conns)", func(r *cmpResult) float64 { return r.msgsPerS }, "%.0f", false},
 		{"echo p50 (ms)", func(r *cmpResult) float64 { return r.p50 }, "%.3f", false},
 		{"echo p99 (ms)", func(r *cmpResult) float64 { return r.p99 }, "%.3f", false},
 		{"echo p99.9 (ms)", func(r *cmpResult) float64 { return r.p999 }, "%.3f", false},
 		{"HTTP keep-alive requests/s", func(r *cmpResult) float64 { return r.httpReqS }, "%.0f", false},
 		{"proxy CPU per HTTP request (µs)", func(r *cmpResult) float64 { return r.httpCPUus }, "%.1f", true},
+		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.httpSysUS }, "%.1f", true},
 	}
 	fmt.Fprintf(w, "\n| %-48s |", "figure")
 	for _, r := range rs {

@@ -180,6 +180,9 @@ func tryStartGate(t *testing.T, args []string) (*gate, error) {
 
 func (g *gate) pid() int { return g.cmd.Process.Pid }
 
+// pidList is pid as the list cpuOf reads.
+func (g *gate) pidList() []int { return []int{g.pid()} }
+
 // exited reports whether the process has exited, without waiting.
 func (g *gate) exited() bool {
 	select {

@@ -152,9 +152,9 @@ func TestScale9900(t *testing.T) {
 	}
 
 	t.Logf("holding %v", hold)
-	c0 := cpuTicks(g.pid())
+	c0 := cpuOf(g.pidList)
 	time.Sleep(hold)
-	t.Logf("wsgate CPU while %d tunnels idled %v: %.2f s", n, hold, float64(cpuTicks(g.pid())-c0)/clkTck)
+	t.Logf("wsgate CPU while %d tunnels idled %v: %.2f s", n, hold, float64(cpuOf(g.pidList).total-c0.total)/clkTck)
 	fmt.Fprintln(stdin, "echo")
 	echoed := next("echoed") // ok failed
 	t.Logf("after the hold: %d echoed, %d failed", echoed[0], echoed[1])
@@ -166,11 +166,11 @@ func TestScale9900(t *testing.T) {
 	// wsgate's CPU and log lines are counted.
 	const extra, window = 300, 10 * time.Second
 	logBefore := strings.Count(g.stderr.String(), "\n")
-	c0 = cpuTicks(g.pid())
+	c0 = cpuOf(g.pidList)
 	wstart := time.Now()
 	over := overLimit(t, g.addr, extra, 5*time.Second)
 	time.Sleep(time.Until(wstart.Add(window)))
-	cpu := float64(cpuTicks(g.pid())-c0) / clkTck
+	cpu := float64(cpuOf(g.pidList).total-c0.total) / clkTck
 	logLines := strings.Count(g.stderr.String(), "\n") - logBefore
 	t.Logf("past the limit: %d more clients: %d got a tunnel, %d an HTTP error %v, %d no answer (in %v); wsgate CPU %.2f s over %v, %d log lines",
 		extra, over.ok, over.httpErr, over.statuses, over.noAnswer, over.took.Round(time.Millisecond), cpu, window, logLines)
