@@ -14,6 +14,10 @@ package main
 //	WSGATE_COMPARE_KEEP=1          keep the temp dir (configs, pids, logs)
 //	WSGATE_COMPARE_PROCS=1         GOMAXPROCS for wsgate (nginx and HAProxy get
 //	                               1 worker / 1 thread whatever this says)
+//	WSGATE_COMPARE_TLS=0           skip the second pass, with TLS terminated
+//	                               by each proxy (wss:// and https://)
+//	WSGATE_COMPARE_TLS_TUNNELS=4000  idle wss tunnels (wsgate's TLS front
+//	                               holds 4 files per wss tunnel)
 //
 // What each row is:
 //   - memory and fds per idle tunnel: `wsbench connect` in its own process
@@ -29,6 +33,12 @@ package main
 //   - HTTP keep-alive requests/s: wrk -t1 -c100 on GET /name (a Go
 //     keep-alive client with 100 connections where wrk is not installed).
 //
+// The second pass does the same with each proxy terminating TLS (a
+// self-signed ECDSA P-256 certificate; clients make full TLS 1.3
+// handshakes, no resumption): HAProxy `bind ... ssl crt`, nginx `listen
+// ... ssl`, wsgate `--tls-listen`. The direct column has no TLS and sits
+// it out.
+//
 // Every process runs under this process's RLIMIT_NOFILE (20,000 here),
 // stated in the output.
 
@@ -36,6 +46,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,6 +96,9 @@ type compareEnv struct {
 	demo     string
 	backends []string
 	procs    []*proc
+	// The TLS pass: the proxies terminate TLS with this certificate (the
+	// combined file holds both, for HAProxy). Empty in the plain pass.
+	tlsCert, tlsKey, tlsCombined string
 }
 
 // cmpResult is one column's measurements; NaN-free: zero means not measured.
@@ -167,6 +181,28 @@ func TestCompareProxies(t *testing.T) {
 	fmt.Fprintf(&b, "open-file limit %d for every process; workers: HAProxy nbthread 1, nginx worker_processes 1, wsgate GOMAXPROCS=%d\n", lim.Cur, procs)
 	writeCompareTable(&b, results)
 	fmt.Print(b.String())
+
+	if os.Getenv("WSGATE_COMPARE_TLS") == "0" {
+		return
+	}
+	nTLS := envInt("WSGATE_COMPARE_TLS_TUNNELS", 4000)
+	env.tlsCert, env.tlsKey = newTestCA(t).issue(t, dir, "proxy", 2, "localhost")
+	certPEM, _ := os.ReadFile(env.tlsCert)
+	keyPEM, _ := os.ReadFile(env.tlsKey)
+	env.tlsCombined = filepath.Join(dir, "proxy.pem")
+	os.WriteFile(env.tlsCombined, append(certPEM, keyPEM...), 0o600)
+	results = results[:0]
+	for _, k := range kinds {
+		if k.name == "direct" || len(only) > 0 && !only[strings.ToLower(k.name)] {
+			continue
+		}
+		t.Logf("=== %s, TLS", k.name)
+		results = append(results, measureProxy(t, env, k, nTLS, dur))
+	}
+	b.Reset()
+	fmt.Fprintf(&b, "\nwith TLS terminated by the proxy (wss://, https://; ECDSA P-256, TLS 1.3, full handshakes): %d idle tunnels, %v per load window, same backends and workers\n", nTLS, dur)
+	writeCompareTable(&b, results)
+	fmt.Print(b.String())
 }
 
 // measureProxy runs every row against one proxy.
@@ -177,8 +213,12 @@ func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Du
 	if pid > 0 {
 		pids = func() []int { return procTree(pid) }
 	}
-	waitHTTP(t, "http://"+addr+"/name", 15*time.Second)
-	wsURL := "ws://" + addr + "/ws"
+	httpScheme, wsScheme := "http://", "ws://"
+	if env.tlsCert != "" {
+		httpScheme, wsScheme = "https://", "wss://"
+	}
+	waitHTTP(t, httpScheme+addr+"/name", 15*time.Second)
+	wsURL := wsScheme + addr + "/ws"
 
 	// 1. Idle tunnels (not for direct: there is no proxy to weigh).
 	if pids != nil {
@@ -187,7 +227,7 @@ func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Du
 		out := &bytes.Buffer{}
 		errb := &bytes.Buffer{}
 		cmd := exec.Command(env.wsbench, "connect", "-c", strconv.Itoa(n), "-d", (compareSettle + 15*time.Second).String(),
-			"--source-ips", sourceIPs, "--json", "-q", "--handshake-timeout", "30s", wsURL)
+			"--source-ips", sourceIPs, "--json", "-q", "--handshake-timeout", "30s", "--insecure", wsURL)
 		cmd.Stdout, cmd.Stderr = out, errb
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -261,7 +301,7 @@ func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Du
 	{
 		ips, _ := bench.ParseSourceIPs(sourceIPs)
 		c0 := cpuOf(pids)
-		r, err := bench.Run(context.Background(), bench.Config{Mode: bench.ModeEcho, URL: wsURL, Conns: compareEchoConn,
+		r, err := bench.Run(context.Background(), bench.Config{Mode: bench.ModeEcho, URL: wsURL, Conns: compareEchoConn, InsecureTLS: true,
 			Duration: dur, Size: 64, SourceIPs: ips})
 		c1 := cpuOf(pids)
 		if err != nil {
@@ -283,7 +323,7 @@ func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Du
 	// 4. HTTP keep-alive.
 	{
 		c0 := cpuOf(pids)
-		reqs, tool, err := httpLoad("http://"+addr+"/name", compareHTTPConn, dur)
+		reqs, tool, err := httpLoad(httpScheme+addr+"/name", compareHTTPConn, dur)
 		c1 := cpuOf(pids)
 		if err != nil {
 			t.Errorf("%s http: %v", k.name, err)
@@ -333,7 +373,7 @@ frontend fe
     default_backend be
 backend be
     balance leastconn
-%s`, env.dir, listen, srv.String())
+%s`, env.dir, listen+haproxyTLS(env), srv.String())
 	path := filepath.Join(env.dir, "haproxy.cfg")
 	os.WriteFile(path, []byte(cfg), 0o644)
 	p := startProc(t, env.dir, "haproxy", nil, bin, "-db", "-f", path)
@@ -372,7 +412,7 @@ http {
         least_conn;
 %[3]s    }
     server {
-        listen %[2]s;
+        listen %[2]s%[4]s
         location / {
             proxy_pass http://backends;
             proxy_http_version 1.1;
@@ -385,7 +425,7 @@ http {
         }
     }
 }
-`, env.dir, listen, srv.String())
+`, env.dir, listen, srv.String(), nginxTLS(env))
 	path := filepath.Join(env.dir, "nginx.conf")
 	os.WriteFile(path, []byte(cfg), 0o644)
 	p := startProc(t, env.dir, "nginx", nil, bin, "-p", env.dir, "-c", path)
@@ -395,6 +435,9 @@ http {
 
 func startWsgate(t *testing.T, env *compareEnv, listen string, procs int) (int, string) {
 	args := []string{"-l", listen, "--admin", freeAddr(t)}
+	if env.tlsCert != "" {
+		args = []string{"-l", freeAddr(t), "--tls-listen", listen, "--tls-cert", env.tlsCert, "--tls-key", env.tlsKey, "--admin", freeAddr(t)}
+	}
 	for _, b := range env.backends {
 		args = append(args, "-b", b)
 	}
@@ -404,6 +447,23 @@ func startWsgate(t *testing.T, env *compareEnv, listen string, procs int) (int, 
 	p := startProc(t, env.dir, "wsgate", []string{"GOMAXPROCS=" + strconv.Itoa(procs)}, gateBin, args...)
 	env.procs = append(env.procs, p)
 	return p.cmd.Process.Pid, listen
+}
+
+// haproxyTLS is what the TLS pass adds to HAProxy's bind line.
+func haproxyTLS(env *compareEnv) string {
+	if env.tlsCert == "" {
+		return ""
+	}
+	return " ssl crt " + env.tlsCombined
+}
+
+// nginxTLS ends nginx's listen directive: with ssl and the certificate in
+// the TLS pass.
+func nginxTLS(env *compareEnv) string {
+	if env.tlsCert == "" {
+		return ";"
+	}
+	return fmt.Sprintf(" ssl;\n        ssl_certificate %s;\n        ssl_certificate_key %s;", env.tlsCert, env.tlsKey)
 }
 
 // stopLast stops the proxy started last (backends stay).
@@ -434,7 +494,8 @@ func handshakeLoop(url string, workers int, d time.Duration) (count, errs int64)
 					})
 				}}
 			dialer := websocket.Dialer{NetDialContext: nd.DialContext, HandshakeTimeout: 10 * time.Second,
-				ReadBufferSize: 1024, WriteBufferSize: 1024}
+				ReadBufferSize: 1024, WriteBufferSize: 1024,
+				TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // wss:// in the TLS pass
 			for time.Now().Before(end) {
 				if err := oneHandshake(&dialer, url, payload); err != nil {
 					nerr.Add(1)
@@ -575,7 +636,9 @@ func goBuild(t *testing.T, dir, pkg, name string) string {
 
 func waitHTTP(t *testing.T, url string, d time.Duration) {
 	t.Helper()
-	cl := http.Client{Timeout: time.Second}
+	cl := http.Client{Timeout: time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // the TLS pass's self-signed certificate
+	defer cl.CloseIdleConnections()
 	var last error
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		resp, err := cl.Get(url)
