@@ -35,9 +35,10 @@ import (
 // Connections shed this way are counted in
 // wsgate_connections_refused_total{reason="out_of_files"}.
 type shedListener struct {
-	net.Listener          // the *net.TCPListener: Addr, Close
+	net.Listener          // the *net.TCPListener (or the TLS front's *net.UnixListener): Addr, Close
 	file         *os.File // a duplicate of its socket, non-blocking; netpoll polls it
 	fd           int      // file's descriptor
+	tcp          bool     // accepted sockets get TCP_NODELAY
 
 	mu      sync.Mutex // guards spare and backoff; taken only when out of files
 	spare   int        // -1 when lost
@@ -49,11 +50,12 @@ var mRefusedOutOfFiles = metrics.GetOrCreateCounter(`wsgate_connections_refused_
 // shedding wraps a listener for netpoll (EventLoop.Serve accepts any
 // netpoll.Listener: a net.Listener with Fd).
 func shedding(ln net.Listener) (*shedListener, error) {
-	tl, ok := ln.(*net.TCPListener)
+	fl, ok := ln.(interface{ File() (*os.File, error) })
 	if !ok {
 		return nil, unix.ENOTSOCK
 	}
-	f, err := tl.File()
+	_, tcp := ln.(*net.TCPListener)
+	f, err := fl.File()
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +63,7 @@ func shedding(ln net.Listener) (*shedListener, error) {
 		f.Close()
 		return nil, err
 	}
-	return &shedListener{Listener: ln, file: f, fd: int(f.Fd()), spare: openSpare()}, nil
+	return &shedListener{Listener: ln, file: f, fd: int(f.Fd()), tcp: tcp, spare: openSpare()}, nil
 }
 
 func openSpare() int {
@@ -93,7 +95,9 @@ func (l *shedListener) Accept() (net.Conn, error) {
 		fd, raddr, err := accept(l.fd)
 		switch err {
 		case 0:
-			rawsys.Nodelay(fd)
+			if l.tcp {
+				rawsys.Nodelay(fd)
+			}
 			return &acceptedConn{fd: fd, laddr: l.Addr(), raddr: raddr}, nil
 		case unix.EINTR:
 			continue
@@ -153,6 +157,8 @@ func tcpAddrOf(rsa *unix.RawSockaddrAny) net.Addr {
 	case unix.AF_INET6:
 		a := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
 		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: portOf(a.Port)}
+	case unix.AF_UNIX: // the TLS front's inner connections: the client is in their PROXY header
+		return &net.UnixAddr{Net: "unix"}
 	}
 	return &net.TCPAddr{}
 }
