@@ -13,14 +13,15 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/cloudwego/netpoll"
 	"golang.org/x/sys/unix"
 
 	"github.com/wsgate/wsgate/http1"
+	"github.com/wsgate/wsgate/tunnel/rawsys"
 )
 
 // TLS termination: the TLS front.
@@ -52,7 +53,7 @@ import (
 // engine) works unchanged. The cost, per wss tunnel: two more sockets (the
 // inner pair; 4 files instead of 2) and two goroutines whose relay buffers
 // are pooled and held only while bytes are in flight: a relay waits for
-// readability with no buffer (waitReadable), so an idle wss tunnel holds
+// readability with no buffer (frontConn.peek), so an idle wss tunnel holds
 // the tls.Conn, two goroutine stacks and no copy buffer. Measured
 // (cmd/wsgate TestMeasureWSS, 2,000 idle tunnels): ~19.5 KiB of user-space
 // memory per wss tunnel against ~0.3 KiB per ws tunnel; wss handshakes/s
@@ -324,9 +325,15 @@ func (f *tlsFront) acceptLoop(ln net.Listener) {
 // then the relay to the inner listener.
 func (f *tlsFront) serve(c *net.TCPConn) {
 	s := f.s
-	tc := tls.Server(c, f.conf)
+	cs, err := newSysConn(c)
+	if err != nil {
+		f.handshaking.Add(-1)
+		c.Close()
+		return
+	}
+	tc := tls.Server(cs, f.conf)
 	c.SetDeadline(time.Now().Add(s.cfg.HeaderTimeout))
-	err := tc.Handshake()
+	err = tc.Handshake()
 	c.SetDeadline(time.Time{})
 	if err != nil {
 		f.handshaking.Add(-1)
@@ -347,15 +354,21 @@ func (f *tlsFront) serve(c *net.TCPConn) {
 		c.Close()
 		return
 	}
+	is, err := newSysConn(ic)
+	if err != nil {
+		ic.Close()
+		c.Close()
+		return
+	}
 	hdr := make([]byte, 0, 64)
 	hdr = appendProxyV2(hdr, c.RemoteAddr().(*net.TCPAddr).AddrPort(), c.LocalAddr().(*net.TCPAddr).AddrPort(), true, s.edge.secret[:])
-	if _, err := ic.Write(hdr); err != nil {
+	if _, err := is.Write(hdr); err != nil {
 		ic.Close()
 		c.Close()
 		return
 	}
 	f.relaying.Add(1)
-	fc := &frontConn{f: f, tc: tc, c: c, ic: ic}
+	fc := newFrontConn(f, tc, c, ic, is)
 	// The relay runs on fresh goroutines, not on this one, whose stack grew
 	// during the handshake (crypto).
 	go func() {
@@ -387,11 +400,48 @@ var relayBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b
 // frontConn is one relayed TLS connection.
 type frontConn struct {
 	f     *tlsFront
-	tc    *tls.Conn     // over c
+	tc    *tls.Conn     // over a sysConn of c
 	c     *net.TCPConn  // the client's socket
 	ic    *net.UnixConn // the inner connection
+	is    *sysConn      // ic's raw writes
 	finAt atomic.Int64  // unix nanoseconds: read deadline of c once the inner side ended; 0 until then
 	once  sync.Once
+
+	// Bound once, so that waiting and reading allocate nothing:
+	// peek finds whether c has input without reading it; innerRead reads ic into a
+	// pooled buffer taken only once there is input (ibuf, in, ierr).
+	peek      func(fd uintptr) bool
+	peekB     [1]byte
+	innerRead func(fd uintptr) bool
+	ibuf      *[]byte
+	in        int
+	ierr      error
+}
+
+func newFrontConn(f *tlsFront, tc *tls.Conn, c *net.TCPConn, ic *net.UnixConn, is *sysConn) *frontConn {
+	fc := &frontConn{f: f, tc: tc, c: c, ic: ic, is: is}
+	fc.peek = func(fd uintptr) bool {
+		// recvfrom(MSG_PEEK|MSG_DONTWAIT), raw: no entersyscall (sysconn.go)
+		_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&fc.peekB[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		return e != unix.EAGAIN && e != unix.EINTR
+	}
+	fc.innerRead = func(fd uintptr) bool {
+		bp := relayBufs.Get().(*[]byte)
+		for {
+			n, err := rawsys.Read(int(fd), *bp)
+			switch err {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				relayBufs.Put(bp) // no buffer held while waiting
+				return false
+			}
+			fc.ibuf, fc.in, fc.ierr = bp, n, err
+			return true
+		}
+	}
+	return fc
 }
 
 // relay copies plaintext both ways until both directions end or one
@@ -429,18 +479,18 @@ func (fc *frontConn) closeBoth() {
 }
 
 // innerToClient relays until the inner connection ends; true when it ended
-// cleanly (EOF). It waits for input with no buffer held.
+// cleanly (EOF). It waits for input with no buffer held: the buffer is
+// taken inside the wait, once a read finds bytes.
 func (fc *frontConn) innerToClient() bool {
-	rc, err := fc.ic.SyscallConn()
-	if err != nil {
-		return false
-	}
 	for {
-		if err := waitReadable(rc); err != nil {
+		if err := fc.is.rc.Read(fc.innerRead); err != nil {
 			return false
 		}
-		bp := relayBufs.Get().(*[]byte)
-		n, err := fc.ic.Read(*bp)
+		bp, n, err := fc.ibuf, fc.in, fc.ierr
+		fc.ibuf = nil
+		if err == nil && n == 0 {
+			err = io.EOF
+		}
 		if n > 0 {
 			fc.tc.SetWriteDeadline(time.Now().Add(fc.f.s.cfg.ResponseTimeout))
 			if _, werr := fc.tc.Write((*bp)[:n]); werr != nil {
@@ -477,7 +527,7 @@ func (fc *frontConn) clientToInner() bool {
 			n, err := fc.tc.Read(*bp)
 			if n > 0 {
 				fc.ic.SetWriteDeadline(time.Now().Add(fc.f.s.cfg.ResponseTimeout))
-				if _, werr := fc.ic.Write((*bp)[:n]); werr != nil {
+				if _, werr := fc.is.Write((*bp)[:n]); werr != nil {
 					relayBufs.Put(bp)
 					return false
 				}
@@ -496,7 +546,7 @@ func (fc *frontConn) clientToInner() bool {
 		}
 		c.SetReadDeadline(fc.deadline(time.Time{}))
 		relayBufs.Put(bp)
-		if err := waitReadable(rc); err != nil {
+		if err := rc.Read(fc.peek); err != nil { // waits with no buffer
 			return false
 		}
 		c.SetReadDeadline(fc.deadline(time.Now().Add(fc.f.s.cfg.ResponseTimeout)))
@@ -513,14 +563,3 @@ func (fc *frontConn) deadline(d time.Time) time.Time {
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
-
-// waitReadable blocks until rc's socket has input (or EOF, or an error)
-// without reading it and without a buffer. A peek that finds nothing
-// (EAGAIN) is what lets the runtime poller wait for the next edge.
-func waitReadable(rc syscall.RawConn) error {
-	var b [1]byte
-	return rc.Read(func(fd uintptr) bool {
-		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return err != unix.EAGAIN && err != unix.EWOULDBLOCK && err != unix.EINTR
-	})
-}
