@@ -59,7 +59,8 @@ FUZZTIME ?= 60s
 # wsgate beside HAProxy, nginx and a direct connection, one after another,
 # under the same load against the same two echo backends: memory and files
 # per idle tunnel (8,000), CPU per handshake and per echo, messages/s,
-# latency, HTTP keep-alive requests/s, each as a ratio to HAProxy
+# latency, HTTP keep-alive requests/s, each as a ratio to HAProxy; then the
+# same with TLS terminated by each proxy (4,000 wss tunnels)
 # (cmd/wsgate/compare_test.go; BENCHMARKS.md has a full run). Installs
 # nginx, haproxy and wrk from Debian when absent. Then wsbench's own
 # efficiency: 64 B echo beside a plain gorilla/websocket client, and 9,000
