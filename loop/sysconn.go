@@ -45,17 +45,12 @@ func newSysConn(c interface {
 	}
 	sc := &sysConn{Conn: c, rc: rc}
 	sc.readFn = func(fd uintptr) bool {
-		for {
-			n, err := rawsys.Read(int(fd), sc.rbuf)
-			switch err {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait for input
-			}
-			sc.rn, sc.rerr = n, err
-			return true
+		n, err := rawsys.Read(int(fd), sc.rbuf)
+		if err == unix.EAGAIN {
+			return false // wait for input
 		}
+		sc.rn, sc.rerr = n, err
+		return true
 	}
 	sc.writeFn = func(fd uintptr) bool {
 		for sc.wn < len(sc.wbuf) {
@@ -63,7 +58,6 @@ func newSysConn(c interface {
 			switch err {
 			case nil:
 				sc.wn += n
-			case unix.EINTR:
 			case unix.EAGAIN:
 				return false // wait for room
 			default:

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/cloudwego/netpoll"
@@ -371,7 +370,7 @@ func (f *tlsFront) serve(c *net.TCPConn) {
 		return
 	}
 	f.relaying.Add(1)
-	fc := newFrontConn(f, tc, c, ic, is)
+	fc := newFrontConn(f, tc, c, cs, ic, is)
 	// The relay runs on fresh goroutines, not on this one, whose stack grew
 	// during the handshake (crypto).
 	go func() {
@@ -405,8 +404,9 @@ type frontConn struct {
 	f     *tlsFront
 	tc    *tls.Conn     // over a sysConn of c
 	c     *net.TCPConn  // the client's socket
+	cs    *sysConn      // c's raw reads and writes, under tc
 	ic    *net.UnixConn // the inner connection
-	is    *sysConn      // ic's raw writes
+	is    *sysConn      // ic's raw reads and writes
 	finAt atomic.Int64  // unix nanoseconds: read deadline of c once the inner side ended; 0 until then
 	once  sync.Once
 
@@ -421,28 +421,18 @@ type frontConn struct {
 	ierr      error
 }
 
-func newFrontConn(f *tlsFront, tc *tls.Conn, c *net.TCPConn, ic *net.UnixConn, is *sysConn) *frontConn {
-	fc := &frontConn{f: f, tc: tc, c: c, ic: ic, is: is}
-	fc.peek = func(fd uintptr) bool {
-		// recvfrom(MSG_PEEK|MSG_DONTWAIT), raw: no entersyscall (sysconn.go)
-		_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&fc.peekB[0])), 1,
-			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-		return e != unix.EAGAIN && e != unix.EINTR
-	}
+func newFrontConn(f *tlsFront, tc *tls.Conn, c *net.TCPConn, cs *sysConn, ic *net.UnixConn, is *sysConn) *frontConn {
+	fc := &frontConn{f: f, tc: tc, c: c, cs: cs, ic: ic, is: is}
+	fc.peek = func(fd uintptr) bool { return rawsys.Peek(int(fd), fc.peekB[:]) }
 	fc.innerRead = func(fd uintptr) bool {
 		bp := relayBufs.Get().(*[]byte)
-		for {
-			n, err := rawsys.Read(int(fd), *bp)
-			switch err {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				relayBufs.Put(bp) // no buffer held while waiting
-				return false
-			}
-			fc.ibuf, fc.in, fc.ierr = bp, n, err
-			return true
+		n, err := rawsys.Read(int(fd), *bp)
+		if err == unix.EAGAIN {
+			relayBufs.Put(bp) // no buffer held while waiting
+			return false
 		}
+		fc.ibuf, fc.in, fc.ierr = bp, n, err
+		return true
 	}
 	return fc
 }
@@ -515,11 +505,7 @@ func (fc *frontConn) innerToClient() bool {
 // already buffered with reads that may not wait (a deadline in the past;
 // crypto/tls keeps a partial record across such a timeout).
 func (fc *frontConn) clientToInner() bool {
-	c := fc.c
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
+	c, rc := fc.c, fc.cs.rc
 	// The handshake may have read records behind the client's Finished (a
 	// request sent at once): empty crypto/tls's buffer before the first wait.
 	past := true

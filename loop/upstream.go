@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -148,14 +147,12 @@ func newUpConn(c upSocket, b *balancer.Backend) (*upConn, error) {
 	}
 	uc := &upConn{c: c, raw: raw, b: b}
 	uc.peek = func(fd uintptr) {
-		// recvfrom without an address: unix.Recvfrom would allocate one.
-		_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&uc.peekBuf[0])), 1,
-			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-		uc.peekOK = errno == unix.EAGAIN // 0 bytes (closed) or a byte (unasked data): unusable
+		// Closed (0 bytes) or unasked data (a byte): unusable.
+		uc.peekOK = !rawsys.Peek(int(fd), uc.peekBuf[:])
 	}
 	uc.reply = func(fd uintptr) bool {
 		if req := uc.replyReq; req != nil {
-			n, err := writeFd(int(fd), req)
+			n, err := rawsys.Write(int(fd), req)
 			uc.replySent = n
 			if err != nil || n < len(req) {
 				uc.replyErr = err
@@ -164,17 +161,12 @@ func newUpConn(c upSocket, b *balancer.Backend) (*upConn, error) {
 			uc.replyReq = nil
 			return false // sent: wait for the answer
 		}
-		for {
-			n, err := rawsys.Read(int(fd), uc.replyBuf)
-			switch err {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false
-			}
-			uc.replyN, uc.replyErr = n, err
-			return true
+		n, err := rawsys.Read(int(fd), uc.replyBuf)
+		if err == unix.EAGAIN {
+			return false
 		}
+		uc.replyN, uc.replyErr = n, err
+		return true
 	}
 	return uc, nil
 }
@@ -225,16 +217,6 @@ func (uc *upConn) roundTrip(req, b []byte) (n int, sendErr, err error) {
 		return 0, nil, io.EOF
 	}
 	return uc.replyN, nil, nil
-}
-
-// writeFd is write(2), retried on EINTR; EAGAIN is returned as it is.
-func writeFd(fd int, p []byte) (int, error) {
-	for {
-		n, err := rawsys.Write(fd, p)
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
 }
 
 // put returns uc to its backend's idle pool, or closes it when the pool is

@@ -105,12 +105,9 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 				l.wrote(t, src, n)
 			}
 			if err != nil {
-				switch err {
-				case unix.EAGAIN:
+				if err == unix.EAGAIN {
 					t.sflags[dst] &^= sideWritable
 					return true
-				case unix.EINTR:
-					continue
 				}
 				return l.fail(t, idx, dst, "write", err)
 			}
@@ -136,12 +133,9 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 				l.wrote(t, src, int(n))
 			}
 			if err != nil {
-				switch err {
-				case unix.EAGAIN:
+				if err == unix.EAGAIN {
 					t.sflags[dst] &^= sideWritable
 					return true
-				case unix.EINTR:
-					continue
 				}
 				return l.fail(t, idx, dst, "write", err)
 			}
@@ -173,13 +167,10 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 		if d.flags&dirSplicing != 0 {
 			n, err := rawsys.Splice(int(t.fd[src]), int(d.p.w), l.e.cfg.MaxPending, spliceFlags)
 			if err != nil {
-				switch err {
-				case unix.EAGAIN: // the flow went quiet: back to buffers, pipe back to the pool
+				if err == unix.EAGAIN { // the flow went quiet: back to buffers, pipe back to the pool
 					t.sflags[src] &^= sideReadable
 					l.stopSplice(d)
 					return true
-				case unix.EINTR:
-					continue
 				}
 				return l.fail(t, idx, src, "read", err)
 			}
@@ -201,12 +192,9 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 		n, err := rawsys.Read(int(t.fd[src]), *b)
 		if err != nil {
 			l.scratch = b
-			switch err {
-			case unix.EAGAIN:
+			if err == unix.EAGAIN {
 				t.sflags[src] &^= sideReadable
 				return true
-			case unix.EINTR:
-				continue
 			}
 			return l.fail(t, idx, src, "read", err)
 		}

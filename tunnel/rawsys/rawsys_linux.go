@@ -65,37 +65,60 @@ func SoError(fd int) (int, error) {
 	return int(v), nil
 }
 
-// Read reads into p; an empty p reads nothing.
+// Read, Write, Peek and Splice retry on EINTR themselves, so that no
+// caller needs a case for it (on a non-blocking fd it should not happen,
+// but a signal handler without SA_RESTART could make it).
+
+// Read reads into p; an empty p reads nothing. EAGAIN: nothing to read.
 func Read(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return 0, Err(e)
-	}
-	return int(r), nil
+	return rw(unix.SYS_READ, fd, p)
 }
 
-// Write writes p; an empty p writes nothing.
+// Write writes p, or as much of it as fits; an empty p writes nothing.
+// EAGAIN: no room.
 func Write(fd int, p []byte) (int, error) {
+	return rw(unix.SYS_WRITE, fd, p)
+}
+
+func rw(trap uintptr, fd int, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return 0, Err(e)
+	for {
+		r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if e == 0 {
+			return int(r), nil
+		}
+		if e != unix.EINTR {
+			return 0, Err(e)
+		}
 	}
-	return int(r), nil
+}
+
+// Peek reports whether a socket has input (or is at its end, or failed)
+// without taking any of it: recvfrom(MSG_PEEK|MSG_DONTWAIT) into b, which
+// must hold a byte. False only when there is nothing to read yet (EAGAIN).
+func Peek(fd int, b []byte) bool {
+	for {
+		_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if e != unix.EINTR {
+			return e != unix.EAGAIN
+		}
+	}
 }
 
 // Splice moves up to n bytes from one fd to another (one of them a pipe).
 func Splice(from, to, n, flags int) (int, error) {
-	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(from), 0, uintptr(to), 0, uintptr(n), uintptr(flags))
-	if e != 0 {
-		return 0, Err(e)
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(from), 0, uintptr(to), 0, uintptr(n), uintptr(flags))
+		if e == 0 {
+			return int(r), nil
+		}
+		if e != unix.EINTR {
+			return 0, Err(e)
+		}
 	}
-	return int(r), nil
 }
 
 // ShutdownWrite half-closes a socket (SHUT_WR); errors are ignored.

@@ -156,3 +156,23 @@ func TestSplice(t *testing.T) {
 		t.Fatalf("got %q", buf[:n])
 	}
 }
+
+func TestPeek(t *testing.T) {
+	a, b := socketpair(t)
+	var buf [1]byte
+	if Peek(a, buf[:]) {
+		t.Fatal("Peek on an empty socket: true, want false")
+	}
+	Write(b, []byte("xy"))
+	if !Peek(a, buf[:]) {
+		t.Fatal("Peek with input waiting: false")
+	}
+	p := make([]byte, 4)
+	if n, _ := Read(a, p); string(p[:n]) != "xy" {
+		t.Fatalf("Peek took input: read %q after it", p[:n])
+	}
+	ShutdownWrite(b)
+	if !Peek(a, buf[:]) {
+		t.Fatal("Peek at the end of input: false, want true (the reader must look)")
+	}
+}
