@@ -41,6 +41,11 @@ type clientConn struct {
 
 	status uint16 // status answered to the current request (accesslog.go); handler goroutine only
 
+	// own is an idle upstream connection that carried this client's request
+	// body, kept for this client alone (exchange.go, keepOwn); the close
+	// callback closes it. Taken by Swap on either side.
+	own atomic.Pointer[upConn]
+
 	// Edge (limits.go, proxyproto.go). clientIP is set in onPrepare and, by a
 	// PROXY header, before the first request; proxy is the header still to
 	// read; ipKey/ipHeld are its --max-conns-per-ip count, released by the
@@ -88,6 +93,9 @@ func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 	mAccepted.Inc()
 	conn.AddCloseCallback(func(netpoll.Connection) error {
 		cc.state.Store(stateClosed)
+		if own := cc.own.Swap(nil); own != nil {
+			own.c.Close()
+		}
 		s.idle.remove(cc)
 		s.open.Add(-1)
 		s.releaseIP(cc) // limits.go
@@ -170,6 +178,7 @@ type exchange struct {
 	wsKey  []byte                       // the client's Sec-WebSocket-Key, when ws
 	ws     bool                         // the request is a WebSocket handshake
 	http10 bool                         // the request is HTTP/1.0
+	body   bool                         // the request has a body (its connection is kept by keepOwn, not pooled)
 	tried  []*balancer.Backend          // backends that failed to connect, for this request
 	skip   func(*balancer.Backend) bool // reports membership in tried; bound once
 	target []byte                       // the request target a ,strip route forwards
@@ -186,7 +195,7 @@ var exchanges = sync.Pool{New: func() any {
 func (ex *exchange) reset() {
 	clear(ex.tried)
 	ex.tried = ex.tried[:0]
-	ex.ws, ex.http10 = false, false
+	ex.ws, ex.http10, ex.body = false, false, false
 	ex.wsKey = ex.wsKey[:0]
 	ex.sticky.reset()
 	if cap(ex.out) > 4*bufSize { // an unusually large head grew it

@@ -104,7 +104,8 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	}
 	bodyLeft := bodyKind != http1.BodyNone // request body bytes not yet consumed
 
-	uc, act := s.connect(cc, ex, pool, !replayable, bodyLeft || closeAfter)
+	ex.body = bodyLeft
+	uc, act := s.connect(cc, ex, pool, bodyLeft || closeAfter)
 	if uc == nil {
 		return act
 	}
@@ -151,7 +152,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 			fresh, err := s.ups.dial(b, s.cfg.ConnectTimeout)
 			if err != nil { // as a failed connect: the next backend is tried
 				s.connectFailed(b, ex, err)
-				if fresh, act = s.connect(cc, ex, pool, true, closeAfter); fresh == nil {
+				if fresh, act = s.connect(cc, ex, pool, closeAfter); fresh == nil {
 					return act
 				}
 				b = fresh.b
@@ -222,9 +223,9 @@ const deadlineSlack = time.Second
 // that cannot be reached is skipped for this request and the next one is
 // tried. With no connection, the client has been answered and act says
 // what to do with its connection (close: it will be closed after the answer).
-// check asks for a pooled connection's liveness peek in every case (see
-// trustIdle): a request that could not be replayed on a fresh connection.
-func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, check, close bool) (uc *upConn, act action) {
+// A connection this client owns (keepOwn) is taken when the pick is its
+// backend, and closed otherwise.
+func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, close bool) (uc *upConn, act action) {
 	for {
 		b := s.pick(pool, ex) // sticky.go: the node the request names, else pool.Pick
 		if b == nil {
@@ -233,7 +234,13 @@ func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, chec
 			}
 			return nil, s.fail(cc, 502, close)
 		}
-		uc, err := s.ups.get(b, s.cfg.ConnectTimeout, check)
+		if own := cc.own.Swap(nil); own != nil {
+			if own.b == b && own.reusable(time.Now(), s.ups.idleFor) {
+				return own, actKeep
+			}
+			own.c.Close()
+		}
+		uc, err := s.ups.get(b, s.cfg.ConnectTimeout)
 		if err == nil {
 			return uc, actKeep
 		}
@@ -448,6 +455,13 @@ func (s *Server) relayResponse(cc *clientConn, ex *exchange, uc *upConn, nbuf in
 	w.WriteBinary(ex.out)
 	data := buf[resp.HeadLen:nbuf]
 	reusable := !resp.Close
+	// leftover accounts for bytes read beyond the response's end (a second
+	// response in the same segment): the stream is not to be trusted, so
+	// the connection is never reused, and they never reach the client.
+	leftover := func() bool {
+		upstreamError(upUnsolicited)
+		return false
+	}
 
 	// next flushes what was written to the client (blocking while it does not
 	// read: that is the backpressure) and reads more of the body into buf.
@@ -469,11 +483,13 @@ func (s *Server) relayResponse(cc *clientConn, ex *exchange, uc *upConn, nbuf in
 	complete := true
 	switch kind {
 	case http1.BodyNone:
-		reusable = reusable && len(data) == 0
+		if len(data) > 0 {
+			reusable = leftover()
+		}
 	case http1.BodyLength:
 		remaining := resp.ContentLength
 		if int64(len(data)) > remaining {
-			reusable = false // bytes beyond the body: the stream is not to be trusted
+			reusable = leftover()
 			data = data[:remaining]
 		}
 		for {
@@ -501,7 +517,9 @@ func (s *Server) relayResponse(cc *clientConn, ex *exchange, uc *upConn, nbuf in
 				break
 			}
 			if done {
-				reusable = reusable && n == len(data)
+				if n < len(data) {
+					reusable = leftover()
+				}
 				break
 			}
 			var rerr error
@@ -531,16 +549,46 @@ func (s *Server) relayResponse(cc *clientConn, ex *exchange, uc *upConn, nbuf in
 		// connection close instead.
 		return s.drop(uc, actClose)
 	}
-	if reusable {
+	switch {
+	case !reusable:
+		s.drop(uc, actKeep)
+	case ex.body:
+		if closeAfter {
+			s.drop(uc, actKeep)
+		} else {
+			uc.b.Release()
+			s.keepOwn(cc, uc)
+		}
+	default:
 		uc.b.Release()
 		s.ups.put(uc)
-	} else {
-		s.drop(uc, actKeep)
 	}
 	if closeAfter {
 		return actClose
 	}
 	return actKeep
+}
+
+// keepOwn keeps a connection that carried a request body for the next
+// request of the same client, instead of the shared idle pool. A backend
+// that read less of the body than was sent (one that ignores
+// Content-Length, say) may take the rest as a request of its own and
+// answer it later, after the peek before reuse found nothing: that answer
+// then reaches the client that sent the body, never another one. The
+// client's close callback closes it (onPrepare), as does the next request
+// when it goes to another backend (connect).
+func (s *Server) keepOwn(cc *clientConn, uc *upConn) {
+	uc.idleAt = time.Now()
+	if old := cc.own.Swap(uc); old != nil {
+		old.c.Close()
+	}
+	// The close callback sets stateClosed before it takes own: either it
+	// took uc, or uc was stored after it ran and is closed here.
+	if cc.state.Load() == stateClosed {
+		if o := cc.own.Swap(nil); o != nil {
+			o.c.Close()
+		}
+	}
 }
 
 var errClientGone = errors.New("client gone")

@@ -12,6 +12,9 @@ var (
 	mStatus      [6]*metrics.Counter // by class: 1xx..5xx, [0] other
 	mUpstreamErr = map[string]*metrics.Counter{}
 	mRejects     = map[int]*metrics.Counter{}
+	// mIdleClosed counts pooled upstream connections found closed by their
+	// backend (a keep-alive timeout: routine) when about to be reused.
+	mIdleClosed = metrics.GetOrCreateCounter(`wsgate_upstream_idle_closed_total`)
 )
 
 func init() {
@@ -22,7 +25,7 @@ func init() {
 		}
 		mStatus[i] = metrics.GetOrCreateCounter(`wsgate_responses_total{class="` + class + `"}`)
 	}
-	for _, k := range []string{upRefused, upConnTO, upConnErr, upReset, upTimeout, upBadResp, upSendFail} {
+	for _, k := range []string{upRefused, upConnTO, upConnErr, upReset, upTimeout, upBadResp, upSendFail, upUnsolicited} {
 		mUpstreamErr[k] = metrics.GetOrCreateCounter(`wsgate_upstream_errors_total{kind="` + k + `"}`)
 	}
 	for _, st := range []int{400, 404, 408, 413, 414, 417, 431, 501, 505} {

@@ -275,6 +275,9 @@ func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf i
 	// The backend's part is over (its whole response is in ex.buf): its
 	// pick is released before the client gets the sid, so the session's
 	// next request, or the next handshake, never sees it still in flight.
+	if nbuf != end {
+		upstreamError(upUnsolicited) // bytes beyond the response: never reused
+	}
 	if !resp.Close && nbuf == end {
 		uc.b.Release()
 		s.ups.put(uc)

@@ -30,11 +30,12 @@ type upConn struct {
 	deadline time.Time
 	reused   bool // came from the idle pool (it may have gone stale)
 
-	// peek is alive's check, bound once per connection so that a check
-	// allocates nothing; peekOK and peekBuf are its result and buffer,
-	// used only by the exchange that owns uc.
+	// peek is check's system call, bound once per connection so that a
+	// check allocates nothing; peekN, peekErr and peekBuf are its results
+	// and buffer, used only by the exchange that owns uc.
 	peek    func(fd uintptr)
-	peekOK  bool
+	peekN   int
+	peekErr error
 	peekBuf [1]byte
 
 	// reply is roundTrip's callback, bound once per connection like peek;
@@ -78,18 +79,15 @@ func (u *upstreams) init(maxIdle int, idleFor time.Duration) {
 	u.pools = make(map[*balancer.Backend][]*upConn)
 }
 
-// trustIdle is how long a pooled connection may have been idle and still be
-// taken, for a request that can be replayed, without the liveness peek: a
-// backend that closed it within that time makes the request fail as stale,
-// and serve sends it again on a fresh connection. Backends' keep-alive
-// timeouts are seconds long (Node 5 s, nginx 75 s, Go unlimited), so the
-// peek, a system call on every request, is kept for connections idle
-// longer and for requests that cannot be replayed.
-const trustIdle = time.Second
-
-// get returns a pooled connection to b that is still open, or dials one;
-// check asks for the liveness peek even on a connection idle under trustIdle.
-func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration, check bool) (*upConn, error) {
+// get returns a pooled connection to b that is still open and silent
+// (usable), or dials one.
+//
+// Every pooled connection is checked before it is reused, however briefly
+// it was idle: a byte a backend sent unasked (a second response, the answer
+// to a request smuggled in a body the backend parsed differently) would
+// otherwise be read as the answer to the next request, from any client.
+// The check is one recvfrom(MSG_PEEK); BENCHMARKS.md has its cost.
+func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration) (*upConn, error) {
 	now := time.Now()
 	for {
 		u.mu.Lock()
@@ -103,13 +101,32 @@ func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration, check
 		idle[n-1] = nil
 		u.pools[b] = idle[:n-1]
 		u.mu.Unlock()
-		if idle := now.Sub(uc.idleAt); idle < u.idleFor && (!check && idle < trustIdle || uc.alive()) {
-			uc.reused = true
+		if uc.reusable(now, u.idleFor) {
 			return uc, nil
 		}
 		uc.c.Close()
 	}
 	return u.dial(b, connectTimeout)
+}
+
+// reusable reports whether an idle connection may carry another request:
+// idle for less than idleFor, still open, and with nothing unread. It marks
+// a connection it accepts as reused; one it refuses is counted (bytes sent
+// unasked are an upstream error) and must be closed.
+func (uc *upConn) reusable(now time.Time, idleFor time.Duration) bool {
+	if now.Sub(uc.idleAt) >= idleFor {
+		return false
+	}
+	switch uc.check() {
+	case idleSilent:
+		uc.reused = true
+		return true
+	case idleUnsolicited:
+		upstreamError(upUnsolicited)
+	default:
+		mIdleClosed.Inc()
+	}
+	return false
 }
 
 // dial opens a new connection to b: dialRaw for an IP address, net.Dialer
@@ -147,8 +164,7 @@ func newUpConn(c upSocket, b *balancer.Backend) (*upConn, error) {
 	}
 	uc := &upConn{c: c, raw: raw, b: b}
 	uc.peek = func(fd uintptr) {
-		// Closed (0 bytes) or unasked data (a byte): unusable.
-		uc.peekOK = !rawsys.Peek(int(fd), uc.peekBuf[:])
+		uc.peekN, uc.peekErr = rawsys.PeekN(int(fd), uc.peekBuf[:])
 	}
 	uc.reply = func(fd uintptr) bool {
 		if req := uc.replyReq; req != nil {
@@ -248,12 +264,27 @@ func (u *upstreams) closeAll() {
 	}
 }
 
-// alive reports whether a pooled connection is still open and silent: a
-// backend that closed it (keep-alive timeout) or sent bytes unasked makes it
-// unusable. One non-blocking peek, no waiting.
-func (uc *upConn) alive() bool {
-	uc.peekOK = false
-	return uc.raw.Control(uc.peek) == nil && uc.peekOK
+// What check finds on an idle connection.
+const (
+	idleSilent      = iota // open, nothing to read: usable
+	idleUnsolicited        // the backend sent bytes nobody asked for
+	idleClosed             // the backend closed it (FIN) or it failed
+)
+
+// check looks at an idle connection without waiting and without taking
+// anything: one non-blocking peek.
+func (uc *upConn) check() int {
+	uc.peekN, uc.peekErr = 0, nil
+	if err := uc.raw.Control(uc.peek); err != nil {
+		return idleClosed
+	}
+	switch {
+	case uc.peekErr == unix.EAGAIN:
+		return idleSilent
+	case uc.peekErr == nil && uc.peekN > 0:
+		return idleUnsolicited
+	}
+	return idleClosed
 }
 
 // takeFd returns a duplicate of uc's socket (non-blocking, close-on-exec) and
@@ -318,6 +349,9 @@ const (
 	upTimeout  = "timeout"
 	upBadResp  = "bad_response"
 	upSendFail = "send_error"
+	// upUnsolicited: a backend sent bytes beyond a complete response, or on
+	// an idle pooled connection; the connection is closed, never reused.
+	upUnsolicited = "unsolicited"
 )
 
 func dialErrKind(err error) string {

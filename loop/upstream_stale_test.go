@@ -14,11 +14,11 @@ import (
 
 // A backend that answers one request per connection with a keep-alive
 // response and then closes it, as one whose keep-alive timeout just ran
-// out would. The pooled connection is stale by the next request:
-//   - a GET, taken without the liveness peek, fails as stale and is sent
-//     again on a fresh connection: the client sees one 200;
-//   - a POST, which cannot be replayed, is peeked first, so it goes to a
-//     fresh connection and reaches the backend exactly once.
+// out would. The pooled connection is stale by the next request: the
+// check before reuse sees its FIN, so the GET and the POST each go to a
+// fresh connection and reach the backend exactly once. (A FIN that comes
+// after the check, as the request goes out, makes a GET fail as stale and
+// be sent again on a fresh connection; a POST is never replayed.)
 func TestStalePooledConnection(t *testing.T) {
 	var closed atomic.Int64
 	var mu sync.Mutex

@@ -108,6 +108,22 @@ func Peek(fd int, b []byte) bool {
 	}
 }
 
+// PeekN is Peek that also says what is there: n > 0 bytes waiting, 0 and
+// no error at the end of input (the peer's FIN), EAGAIN when there is
+// nothing to read yet, or the socket's error. b must hold a byte.
+func PeekN(fd int, b []byte) (int, error) {
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if e == 0 {
+			return int(r), nil
+		}
+		if e != unix.EINTR {
+			return 0, Err(e)
+		}
+	}
+}
+
 // Splice moves up to n bytes from one fd to another (one of them a pipe).
 func Splice(from, to, n, flags int) (int, error) {
 	for {

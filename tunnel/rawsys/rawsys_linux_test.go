@@ -176,3 +176,23 @@ func TestPeek(t *testing.T) {
 		t.Fatal("Peek at the end of input: false, want true (the reader must look)")
 	}
 }
+
+func TestPeekN(t *testing.T) {
+	a, b := socketpair(t)
+	var buf [1]byte
+	if n, err := PeekN(a, buf[:]); n != 0 || err != unix.EAGAIN {
+		t.Fatalf("empty socket: %d, %v; want EAGAIN", n, err)
+	}
+	Write(b, []byte("xy"))
+	if n, err := PeekN(a, buf[:]); n != 1 || err != nil || buf[0] != 'x' {
+		t.Fatalf("input waiting: %d, %v, %q; want 1 byte 'x'", n, err, buf[:])
+	}
+	p := make([]byte, 4)
+	if n, _ := Read(a, p); string(p[:n]) != "xy" {
+		t.Fatalf("PeekN took input: read %q after it", p[:n])
+	}
+	ShutdownWrite(b)
+	if n, err := PeekN(a, buf[:]); n != 0 || err != nil {
+		t.Fatalf("end of input: %d, %v; want 0, nil", n, err)
+	}
+}
