@@ -28,12 +28,14 @@ type opsOptions struct {
 	accessLog   string
 	check       bool
 	drainSpread time.Duration
+	readyFile   string
 }
 
 func (p *opsOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&p.accessLog, "access-log", "off", "`FILE|-|off`: one JSON line per request and per tunnel close, to FILE (appended), - (stdout) or nowhere")
 	fs.BoolVar(&p.check, "check", false, "validate flags and --backends-file, resolve names, probe each backend once, print the effective configuration; exit 0 or 1")
 	fs.DurationVar(&p.drainSpread, "drain-spread", 0, "the last part of --drain-timeout over which the tunnels still open are closed, evenly (default a quarter of --drain-timeout)")
+	fs.StringVar(&p.readyFile, "ready-file", "", "once every listener is bound, write `FILE` (atomically) with one line per listener: \"listen ADDR\", \"tls ADDR\", \"admin ADDR\" (with port 0, the port the kernel chose)")
 }
 
 // check validates the values; errors name the flag.
@@ -44,7 +46,7 @@ func (p *opsOptions) validate(drainTO time.Duration) error {
 	if p.accessLog == "" {
 		return &usageError{`invalid argument "" for "--access-log" flag: use FILE, - or off`}
 	}
-	return nil
+	return checkReadyFile(p.readyFile) // listen_flags.go
 }
 
 // openAccessLog opens the --access-log sink; nil when it is "off".
@@ -144,7 +146,23 @@ func drainAndStop(o *options, srv *loop.Server, engine *tunnel.Engine, closeAdmi
 func effectiveConfig(o *options, bal *balancer.Balancer) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen            %s\n", strings.Join(o.listen, " "))
+	if len(o.edge.tlsListen) > 0 {
+		fmt.Fprintf(&b, "tls-listen        %s\n", strings.Join(o.edge.tlsListen, " "))
+		for i := range o.edge.tlsCert {
+			fmt.Fprintf(&b, "tls-pair          %s %s\n", o.edge.tlsCert[i], o.edge.tlsKey[i])
+		}
+	}
 	fmt.Fprintf(&b, "admin             %s\n", o.admin)
+	if o.ops.readyFile != "" {
+		fmt.Fprintf(&b, "ready-file        %s\n", o.ops.readyFile)
+	}
+	sticky := o.sticky.mode
+	if o.sticky.secret != "" || o.sticky.secretFile != "" {
+		sticky += ", keyed by --sticky-secret"
+	} else if sc, err := o.sticky.config(); err == nil && derivedKeyNote(sc) != "" {
+		sticky += ", keyed by the backend list (derived): set --sticky-secret"
+	}
+	fmt.Fprintf(&b, "sticky            %s\n", sticky)
 	fmt.Fprintf(&b, "balance           %s\n", o.balance)
 	fmt.Fprintf(&b, "timeouts          connect %v, header %v, response %v, keepalive %v, tunnel-idle %v, drain %v\n",
 		o.connectTO, o.headerTO, o.responseTO, o.keepaliveTO, o.tunnelIdleTO, o.drainTO)

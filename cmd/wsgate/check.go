@@ -5,8 +5,9 @@ package main
 // probed once (a TCP connect, then the health path when one is set), and
 // the effective configuration is printed. Exit status 0 when all of that
 // passed, 1 with the reasons otherwise. Nothing is bound: the listener
-// addresses are only resolved, since binding a port a running wsgate
-// holds (SO_REUSEPORT) would take a share of its connections.
+// addresses are only parsed, checked against each other and resolved,
+// since binding a port a running wsgate holds (SO_REUSEPORT) would take a
+// share of its connections; TLS pairs are loaded and matched.
 
 import (
 	"context"
@@ -36,9 +37,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return failed("%v", err)
 	}
-	if err := o.ops.validate(o.drainTO); err != nil {
-		return failed("%v", err)
-	}
+	// parseFlags has done what a start does before binding: every flag
+	// checked, every listener address parsed and none on another's address
+	// (listen_flags.go), every TLS pair loaded and matched (edge_flags.go).
 	bcfg, err := o.balancerConfig()
 	if err != nil {
 		return failed("%v", err)
@@ -49,14 +50,14 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if _, err := o.sticky.config(); err != nil {
 		return failed("%v", err)
 	}
-	for _, a := range o.listen {
-		if _, err := net.ResolveTCPAddr("tcp", a); err != nil {
-			return failed("invalid argument %q for \"--listen\" flag: %v", a, err)
-		}
+	// A listener on a host name binds what the name resolves to.
+	addrs, err := o.listenAddrs()
+	if err != nil {
+		return failed("%v", err) // parseFlags would have said so already
 	}
-	if o.admin != "off" && o.admin != "" {
-		if _, err := net.ResolveTCPAddr("tcp", o.admin); err != nil {
-			return failed("invalid argument %q for \"--admin\" flag: %v", o.admin, err)
+	for _, a := range addrs {
+		if _, err := net.ResolveTCPAddr("tcp", a.value); err != nil {
+			return failed("invalid argument %q for \"--%s\" flag: %v", a.value, a.flag, err)
 		}
 	}
 	if o.ops.accessLog != "off" && o.ops.accessLog != "-" {

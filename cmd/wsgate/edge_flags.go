@@ -1,9 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -55,10 +60,8 @@ func (e *edgeOptions) config() (loop.EdgeConfig, error) {
 	}
 	c.TLS.Listen = e.tlsListen
 	for i := range e.tlsCert {
-		for _, f := range [2]struct{ flag, path string }{{"tls-cert", e.tlsCert[i]}, {"tls-key", e.tlsKey[i]}} {
-			if _, err := os.Stat(f.path); err != nil {
-				return c, bad(f.flag, f.path, fmt.Errorf("cannot read it"))
-			}
+		if err := checkCertPair(e.tlsCert[i], e.tlsKey[i]); err != nil {
+			return c, err
 		}
 		c.TLS.Certs = append(c.TLS.Certs, loop.CertFiles{Cert: e.tlsCert[i], Key: e.tlsKey[i]})
 	}
@@ -85,6 +88,64 @@ func (e *edgeOptions) config() (loop.EdgeConfig, error) {
 		c.AllowedOrigins = append(c.AllowedOrigins, ao)
 	}
 	return c, nil
+}
+
+// checkCertPair loads one --tls-cert/--tls-key pair the way the TLS front
+// loads it at start (loop/tls.go: tls.LoadX509KeyPair, then the leaf
+// certificate parsed), so a pair the start would refuse is a bad flag, for
+// --check as for a start. The error names the file at fault: a certificate
+// file that holds no certificate (or a key: the two swapped), a key file
+// that holds no key, or a key that is not the certificate's.
+func checkCertPair(certPath, keyPath string) error {
+	bad := func(flag, v string, format string, a ...any) error {
+		return &usageError{fmt.Sprintf("invalid argument %q for \"--%s\" flag: %s", v, flag, fmt.Sprintf(format, a...))}
+	}
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return bad("tls-cert", certPath, "cannot read it: %v", pathErr(err))
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return bad("tls-key", keyPath, "cannot read it: %v", pathErr(err))
+	}
+	var leaf *pem.Block
+	var keyFound bool
+	for rest := certPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" && leaf == nil {
+			leaf = b
+		}
+		keyFound = keyFound || strings.HasSuffix(b.Type, "PRIVATE KEY")
+	}
+	switch {
+	case leaf == nil && keyFound:
+		return bad("tls-cert", certPath, "holds a private key, not a certificate (are --tls-cert and --tls-key swapped?)")
+	case leaf == nil:
+		return bad("tls-cert", certPath, "holds no PEM certificate")
+	}
+	if _, err := x509.ParseCertificate(leaf.Bytes); err != nil {
+		return bad("tls-cert", certPath, "its certificate does not parse: %v", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return bad("tls-key", keyPath, "not the private key of --tls-cert %s: %v", certPath, err)
+	}
+	if _, err := x509.ParseCertificate(cert.Certificate[0]); err != nil {
+		return bad("tls-cert", certPath, "its certificate does not parse: %v", err)
+	}
+	return nil
+}
+
+// pathErr is err without the path, which the message gives already.
+func pathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // watchCertReload re-reads the TLS certificates on every SIGHUP (beside

@@ -39,6 +39,7 @@ type options struct {
 	sticky         stickyOptions                    // --sticky, --sticky-secret(-file) (sticky_flags.go)
 	ops            opsOptions                       // --access-log, --check, --drain-spread (admin.go)
 	edge           edgeOptions                      // TLS, PROXY protocol, limits, origins (edge_flags.go)
+	edgeCfg        loop.EdgeConfig                  // edge.config(), made once by parseFlags (certificates loaded and matched)
 }
 
 // usageError is a bad command line: one line naming the flag, exit status 2.
@@ -108,9 +109,16 @@ func parseFlags(args []string) (*options, *pflag.FlagSet, error) {
 	if err := o.ops.validate(o.drainTO); err != nil {
 		return nil, fs, err
 	}
-	if _, err := o.edge.config(); err != nil { // edge_flags.go
+	// Listener addresses before the TLS pairs: --tls-listen bogus is about
+	// --tls-listen, whatever the certificates.
+	if _, err := o.listenAddrs(); err != nil { // listen_flags.go
 		return nil, fs, err
 	}
+	edgeCfg, err := o.edge.config() // edge_flags.go
+	if err != nil {
+		return nil, fs, err
+	}
+	o.edgeCfg = edgeCfg
 	return o, fs, nil
 }
 

@@ -6,10 +6,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -66,11 +68,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wsgate: %v\n", err)
 		return 2
 	}
-	edgeCfg, err := o.edge.config() // edge_flags.go
-	if err != nil {
-		fmt.Fprintf(stderr, "wsgate: %v\n", err)
-		return 2
-	}
 	alog, alogFile, err := o.ops.openAccessLog(stdout) // admin.go; nil when off
 	if err != nil {
 		fmt.Fprintf(stderr, "wsgate: %v\n", err)
@@ -83,6 +80,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	bcfg.Logf = logger.Printf
 	o.logf = logger.Printf
+	if note := derivedKeyNote(stickyCfg); note != "" { // sticky_flags.go
+		logger.Print(note)
+	}
 	// A removed backend's tunnels that outlive --drain-timeout are closed.
 	var srvRef atomic.Pointer[loop.Server]
 	bcfg.OnDrainTimeout = func(b *balancer.Backend) {
@@ -103,6 +103,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Print(err)
 		return 1
 	}
+	if f := o.ops.readyFile; f != "" {
+		os.Remove(f) // a stale one from an earlier run is not this one's
+	}
 	srv, err := loop.New(loop.Config{
 		Listen:           o.listen,
 		Balancer:         bal,
@@ -117,7 +120,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Sticky:           stickyCfg,
 		Logf:             logger.Printf,
 		AccessLog:        alog,
-		Edge:             edgeCfg,
+		Edge:             o.edgeCfg, // parseFlags: certificates loaded and matched
 	})
 	if err != nil {
 		logger.Print(err)
@@ -130,26 +133,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 	go trimMemory(5*time.Second, 1<<20)
 
 	var admin *http.Server
-	if o.admin != "off" && o.admin != "" {
+	var adminAddr net.Addr
+	if o.adminOn() {
 		ln, err := loop.Listen(o.admin) // SO_REUSEPORT: a successor can start while this one drains
 		if err != nil {
 			logger.Printf("admin listener: %v (use --admin ADDR, or --admin off)", err)
 			engine.Close()
 			return 1
 		}
+		adminAddr = ln.Addr()
 		admin = &http.Server{Handler: adminHandler(bal), ReadHeaderTimeout: 10 * time.Second}
 		go admin.Serve(ln)
-		logger.Printf("admin on http://%s/metrics", ln.Addr())
 	}
 	if err := srv.Serve(); err != nil {
 		logger.Print(err)
 		return 1
 	}
+	// Every listener is bound: say where (with port 0, the port the kernel
+	// chose), on stderr and in --ready-file.
+	var ready []string
 	for _, a := range srv.Addrs() {
 		logger.Printf("listening on %s", a)
+		ready = append(ready, "listen "+a.String())
 	}
 	for _, a := range srv.TLSAddrs() {
 		logger.Printf("listening on %s (TLS)", a)
+		ready = append(ready, "tls "+a.String())
+	}
+	if adminAddr != nil {
+		logger.Printf("admin on http://%s/metrics", adminAddr)
+		ready = append(ready, "admin "+adminAddr.String())
+	}
+	if f := o.ops.readyFile; f != "" {
+		if err := writeReadyFile(f, ready); err != nil { // listen_flags.go
+			logger.Printf("--ready-file: %v", err)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			srv.Shutdown(ctx)
+			cancel()
+			engine.Close()
+			if admin != nil {
+				admin.Close()
+			}
+			return 1
+		}
 	}
 	go watchCertReload(srv, logger.Printf) // edge_flags.go: SIGHUP re-reads the certificates
 	for _, p := range bal.Pools() {

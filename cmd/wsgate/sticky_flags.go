@@ -54,3 +54,20 @@ func (o *stickyOptions) config() (balancer.StickyConfig, error) {
 	cfg.Secret = []byte(secret)
 	return cfg, nil
 }
+
+// derivedKeyNote is the line logged at start when the node tokens are keyed
+// by the key derived from each pool's backend list (no --sticky-secret) and
+// the mode issues tokens (auto, sid, cookie): anyone who knows or guesses
+// the -b list can compute a node's token and send a request to the node of
+// their choice. "" when a secret is set or the mode issues no tokens.
+func derivedKeyNote(cfg balancer.StickyConfig) string {
+	if len(cfg.Secret) > 0 {
+		return ""
+	}
+	switch cfg.Mode {
+	case balancer.StickyAuto, balancer.StickySID, balancer.StickyCookie:
+	default:
+		return ""
+	}
+	return fmt.Sprintf("--sticky %s: node tokens are keyed by a key derived from each pool's backend list, so anyone who knows the -b list can compute a node's token and choose the node; set --sticky-secret (the same on every instance) to prevent it", cfg.Mode)
+}
