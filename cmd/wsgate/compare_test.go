@@ -147,7 +147,7 @@ func TestCompareProxies(t *testing.T) {
 		}
 	}()
 	for i, name := range []string{"node-a", "node-b"} {
-		addr := freeAddr(t)
+		addr := reserveAddr(t) // wsgate-demo cannot report a port 0 back: a reservation it binds over
 		env.procs = append(env.procs, startProc(t, dir, name, nil, env.demo, "-l", addr, "-name", name))
 		env.backends = append(env.backends, addr)
 		waitHTTP(t, "http://"+addr+"/health", 10*time.Second)
@@ -212,7 +212,11 @@ func TestCompareProxies(t *testing.T) {
 // measureProxy runs every row against one proxy.
 func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Duration) cmpResult {
 	res := cmpResult{name: k.name}
-	pid, addr := k.start(t, env, freeAddr(t))
+	// HAProxy and nginx cannot report a port chosen by the kernel, so they
+	// bind an address reserved for this test (reserveAddr: bound, never
+	// listening, so no one else gets it; both set SO_REUSEADDR); wsgate
+	// ignores it and reports its own through --ready-file.
+	pid, addr := k.start(t, env, reserveAddr(t))
 	var pids func() []int
 	if pid > 0 {
 		pids = func() []int { return procTree(pid) }
@@ -437,10 +441,14 @@ http {
 	return p.cmd.Process.Pid, listen
 }
 
-func startWsgate(t *testing.T, env *compareEnv, listen string, procs int) (int, string) {
-	args := []string{"-l", listen, "--admin", freeAddr(t)}
+// startWsgate runs wsgate on ports the kernel chooses and returns the one
+// clients use (the TLS listener in the TLS pass), read from --ready-file.
+func startWsgate(t *testing.T, env *compareEnv, _ string, procs int) (int, string) {
+	ready := filepath.Join(env.dir, "wsgate.ready")
+	os.Remove(ready) // the previous pass's
+	args := []string{"-l", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ready-file", ready}
 	if env.tlsCert != "" {
-		args = []string{"-l", freeAddr(t), "--tls-listen", listen, "--tls-cert", env.tlsCert, "--tls-key", env.tlsKey, "--admin", freeAddr(t)}
+		args = append(args, "--tls-listen", "127.0.0.1:0", "--tls-cert", env.tlsCert, "--tls-key", env.tlsKey)
 	}
 	for _, b := range env.backends {
 		args = append(args, "-b", b)
@@ -450,7 +458,21 @@ func startWsgate(t *testing.T, env *compareEnv, listen string, procs int) (int, 
 	}
 	p := startProc(t, env.dir, "wsgate", []string{"GOMAXPROCS=" + strconv.Itoa(procs)}, gateBin, args...)
 	env.procs = append(env.procs, p)
-	return p.cmd.Process.Pid, listen
+	lines, err := waitReadyFile(ready, p.done, 15*time.Second)
+	if err != nil {
+		t.Fatalf("wsgate: %v (its log: %s)", err, filepath.Join(env.dir, "wsgate.log"))
+	}
+	want := "listen "
+	if env.tlsCert != "" {
+		want = "tls "
+	}
+	for _, l := range lines {
+		if addr, ok := strings.CutPrefix(l, want); ok {
+			return p.cmd.Process.Pid, addr
+		}
+	}
+	t.Fatalf("wsgate's --ready-file has no %q line: %q", want, lines)
+	return 0, ""
 }
 
 // haproxyTLS is what the TLS pass adds to HAProxy's bind line.

@@ -73,17 +73,11 @@ func (g *gate) waitState(t *testing.T, addr string, d time.Duration, states ...s
 }
 
 // startBackendAt is startBackend on a given address (a backend restarted on
-// its old port).
+// its old port). addr is a killed startBackend's, still reserved for this
+// test (reserveAddr), so nothing else can have taken it meanwhile.
 func startBackendAt(t *testing.T, name, addr string) *testBackend {
 	t.Helper()
-	var ln net.Listener
-	var err error
-	for range 50 { // the old socket may linger a moment
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +377,7 @@ func TestRoutesWithStrip(t *testing.T) {
 		})
 	})
 	web := startBackend(t, "web", 0, nil)
-	dead := freeAddr(t)
+	dead := reserveAddr(t) // bound, never listening: connections are refused
 	g := startGate(t, "-b", web.addr, "-b", "api="+api.addr, "-b", "dead="+dead,
 		"--route", "/api=api,strip", "--route", "/dead=dead", "--route", "ws.example.com/=api",
 		"--max-fails", "1")

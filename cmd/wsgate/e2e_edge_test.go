@@ -318,22 +318,12 @@ func startTLSGate(t *testing.T, extra ...string) *tlsGate {
 			fmt.Fprintf(w, "proto=%s for=%s", r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-For"))
 		})
 	})
-	tlsAddr := freeAddr(t)
-	args := append([]string{"-b", be.addr, "--tls-listen", tlsAddr, "--tls-cert", ac, "--tls-key", ak, "--tls-cert", bc, "--tls-key", bk}, extra...)
+	args := append([]string{"-b", be.addr, "--tls-listen", "127.0.0.1:0", "--tls-cert", ac, "--tls-key", ak, "--tls-cert", bc, "--tls-key", bk}, extra...)
 	g := startGate(t, args...)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", tlsAddr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("TLS listener %s: %v", tlsAddr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if len(g.tlsAddrs) != 1 {
+		t.Fatalf("--ready-file lists TLS listeners %q, want one", g.tlsAddrs)
 	}
-	return &tlsGate{gate: g, tlsAddr: tlsAddr, ca: ca, dir: dir, be: be}
+	return &tlsGate{gate: g, tlsAddr: g.tlsAddrs[0], ca: ca, dir: dir, be: be}
 }
 
 func (g *tlsGate) tlsConfig(sni string, version uint16) *tls.Config {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
 )
 
 // gateBin is the wsgate binary built by TestMain.
@@ -108,38 +109,42 @@ func (w *logWriter) String() string {
 
 // gate is a running wsgate process.
 type gate struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	addr   string // client listener, 127.0.0.1:port
-	admin  string // admin listener, 127.0.0.1:port
-	stderr *logWriter
+	t        *testing.T
+	cmd      *exec.Cmd
+	addr     string   // client listener, 127.0.0.1:port (the first of listens)
+	listens  []string // every plain listener, from --ready-file
+	tlsAddrs []string // TLS listeners, from --ready-file
+	admin    string   // admin listener, 127.0.0.1:port
+	ready    string   // the --ready-file
+	stderr   *logWriter
 
 	done  chan struct{}    // closed once the process has exited
 	state *os.ProcessState // set before done is closed
 }
 
-// startGate runs wsgate -l <free port> --admin <free port> args..., waits
-// until both listeners accept, and stops it (SIGTERM, then SIGKILL after 5 s)
-// when the test ends. A start that loses a port race is retried.
+// startGate runs wsgate -l 127.0.0.1:0 --admin 127.0.0.1:0 args... and
+// reads the ports the kernel chose back from --ready-file, which wsgate
+// writes once every listener is bound: no port is chosen by the test, so
+// none can be taken by someone else between choosing and binding. The
+// process is stopped (SIGTERM, then SIGKILL after 5 s) when the test ends.
 func startGate(t *testing.T, args ...string) *gate {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		g, err := tryStartGate(t, args)
-		if err == nil {
-			return g
-		}
-		if attempt < 3 && strings.Contains(g.stderr.String(), "address already in use") {
-			t.Logf("retrying: %v", err)
-			continue
-		}
+	g, err := launchGate(t, "wsgate stderr", "127.0.0.1:0", args)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return g
 }
 
-func tryStartGate(t *testing.T, args []string) (*gate, error) {
-	g := &gate{t: t, addr: freeAddr(t), admin: freeAddr(t), done: make(chan struct{})}
-	full := append([]string{"-l", g.addr, "--admin", g.admin}, args...)
-	g.stderr = &logWriter{t: t, prefix: "wsgate stderr"}
+// launchGate runs wsgate -l listen --admin 127.0.0.1:0 --ready-file F
+// args... and waits until F appears (every listener bound and listening:
+// the kernel queues connections until the accept loops run), or the
+// process exits, or 15 s pass.
+func launchGate(t *testing.T, logPrefix, listen string, args []string) (*gate, error) {
+	ready := filepath.Join(t.TempDir(), "ready")
+	g := &gate{t: t, ready: ready, done: make(chan struct{})}
+	full := append([]string{"-l", listen, "--admin", "127.0.0.1:0", "--ready-file", ready}, args...)
+	g.stderr = &logWriter{t: t, prefix: logPrefix}
 	g.cmd = exec.Command(gateBin, full...)
 	g.cmd.Stdout = g.stderr
 	g.cmd.Stderr = g.stderr
@@ -152,30 +157,54 @@ func tryStartGate(t *testing.T, args []string) (*gate, error) {
 		g.state = g.cmd.ProcessState
 		close(g.done)
 	}()
-
-	deadline := time.Now().Add(15 * time.Second)
-	for _, a := range []string{g.addr, g.admin} {
-		for {
-			c, err := net.DialTimeout("tcp", a, time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case <-g.done:
-				g.stderr.close()
-				return g, fmt.Errorf("wsgate exited during startup (%v)", g.state)
-			default:
-			}
-			if time.Now().After(deadline) {
-				g.stop()
-				return g, fmt.Errorf("wsgate does not accept on %s after 15 s: %v", a, err)
-			}
-			time.Sleep(20 * time.Millisecond)
+	t.Cleanup(g.stop)
+	lines, err := waitReadyFile(ready, g.done, 15*time.Second)
+	if err != nil {
+		g.stop()
+		return g, fmt.Errorf("wsgate %s: %v", strings.Join(full, " "), err)
+	}
+	for _, l := range lines {
+		kind, addr, _ := strings.Cut(l, " ")
+		switch kind {
+		case "listen":
+			g.listens = append(g.listens, addr)
+		case "tls":
+			g.tlsAddrs = append(g.tlsAddrs, addr)
+		case "admin":
+			g.admin = addr
 		}
 	}
-	t.Cleanup(g.stop)
+	if len(g.listens) == 0 || g.admin == "" {
+		g.stop()
+		return g, fmt.Errorf("--ready-file has no listen or admin line: %q", lines)
+	}
+	g.addr = g.listens[0]
 	return g, nil
+}
+
+// waitReadyFile waits for a --ready-file and returns its lines; it fails
+// when exited is closed first (the process ended) or after d. wsgate
+// renames the file into place whole, so a file that exists is complete.
+func waitReadyFile(path string, exited <-chan struct{}, d time.Duration) ([]string, error) {
+	deadline := time.Now().Add(d)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"), nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		select {
+		case <-exited:
+			return nil, errors.New("exited during startup")
+		default:
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no %s after %v", path, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (g *gate) pid() int { return g.cmd.Process.Pid }
@@ -329,16 +358,35 @@ func rssKiB(pid int) (int64, error) {
 // ---------------------------------------------------------------------------
 // addresses and raw sockets
 
-// freeAddr returns 127.0.0.1:port for a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
+// reserveAddr returns 127.0.0.1:port of a socket bound (SO_REUSEADDR,
+// SO_REUSEPORT) but never listening, kept open until the test ends: a
+// connection to it is refused (RST: no listener), and the port is not
+// handed out to anyone else meanwhile (a bind to port 0 and the ephemeral
+// port of an outgoing connection both skip a bound port). A listener of
+// this test may still bind the address, since Go's listeners (and nginx's,
+// HAProxy's, Node's) set SO_REUSEADDR and the reservation does not
+// listen: that is how a backend is killed and restarted on one address
+// with no window in which another process could take it.
+func reserveAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
+	t.Cleanup(func() { unix.Close(fd) })
+	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
 }
 
 // dialSmallRcvBuf connects with a small SO_RCVBUF set before the handshake
@@ -388,13 +436,16 @@ var wsUpgrader = websocket.Upgrader{
 
 // startBackend starts a backend; extra may add handlers to its mux (it has
 // "/ws" and "/" already). sndbuf > 0 sets SO_SNDBUF on accepted sockets.
+// Its address stays reserved until the test ends (reserveAddr): once
+// killed it refuses connections, and startBackendAt can bring it back.
 func startBackend(t *testing.T, name string, sndbuf int, extra func(b *testBackend, mux *http.ServeMux)) *testBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := reserveAddr(t) // kill leaves it refusing, and no one else's
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &testBackend{name: name, addr: ln.Addr().String(), ln: ln, conns: map[net.Conn]struct{}{}}
+	b := &testBackend{name: name, addr: addr, ln: ln, conns: map[net.Conn]struct{}{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", b.echoWS)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

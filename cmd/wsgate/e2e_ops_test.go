@@ -27,36 +27,19 @@ import (
 )
 
 // startGateAt is startGate on a given client address (a restart binds the
-// address the running instance holds) and a fresh admin address.
+// address the running instance holds, SO_REUSEPORT) with an admin port of
+// its own; ready once its --ready-file is written (the client address
+// answers already, through the other instance).
 func startGateAt(t *testing.T, addr string, args ...string) *gate {
 	t.Helper()
-	g := &gate{t: t, addr: addr, admin: freeAddr(t), done: make(chan struct{})}
-	full := append([]string{"-l", g.addr, "--admin", g.admin}, args...)
-	g.stderr = &logWriter{t: t, prefix: "wsgate(2) stderr"}
-	g.cmd = exec.Command(gateBin, full...)
-	g.cmd.Stdout, g.cmd.Stderr = g.stderr, g.stderr
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
+	g, err := launchGate(t, "wsgate(2) stderr", addr, args)
+	if err != nil {
+		t.Fatalf("second wsgate on %s: %v", addr, err)
 	}
-	t.Logf("started wsgate (pid %d) %s", g.cmd.Process.Pid, strings.Join(full, " "))
-	go func() {
-		g.cmd.Wait()
-		g.state = g.cmd.ProcessState
-		close(g.done)
-	}()
-	t.Cleanup(g.stop)
-	// Ready when its admin answers (the client address answers already,
-	// through the other instance).
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := g.metrics(); err == nil {
-			return g
-		}
-		if g.exited() || time.Now().After(deadline) {
-			t.Fatalf("second wsgate on %s did not come up (exited: %v)", addr, g.exited())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if g.addr != addr {
+		t.Fatalf("second wsgate listens on %s, want %s", g.addr, addr)
 	}
+	return g
 }
 
 // TestOpsDrainSpreadsTunnelCloses: on SIGTERM the request in flight
@@ -478,7 +461,7 @@ func TestOpsStatusPageChromium(t *testing.T) {
 	}
 	a := startBackend(t, "a", 0, nil)
 	b := startBackend(t, "b", 0, nil)
-	down := freeAddr(t) // nothing listens: the checks take it down
+	down := reserveAddr(t) // bound, never listening: the checks take it down
 	g := startGate(t, "-b", a.addr, "-b", b.addr, "-b", "api="+down, "--route", "/api=api",
 		"--health-interval", "200ms", "--health-fall", "1")
 	openTunnels(t, g.addr, 3, 3)
@@ -599,7 +582,7 @@ func TestOpsCheck(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"backend refuses", []string{"-b", freeAddr(t)}, "connection refused"},
+		{"backend refuses", []string{"-b", reserveAddr(t)}, "connection refused"},
 		{"health path fails", []string{"-b", sick.addr}, "GET /health"},
 		{"name does not resolve", []string{"-b", "no-such-host.invalid:80"}, "no-such-host.invalid"},
 		{"bad backends file", []string{"--backends-file", bad}, "line 2"},

@@ -53,7 +53,12 @@ type sioNode struct {
 
 func startSIONode(t *testing.T, name string, v2 bool) *sioNode {
 	t.Helper()
-	args := []string{"fleet-server.js", "--name", name}
+	// The port is reserved for the whole test (reserveAddr; Node's listener
+	// sets SO_REUSEADDR and binds it), so a node killed by the test keeps
+	// refusing connections and its port goes to no one else.
+	addr := reserveAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	args := []string{"fleet-server.js", "--name", name, "--port", port}
 	if v2 {
 		args = append(args, "--v2")
 	}
@@ -86,6 +91,9 @@ func startSIONode(t *testing.T, name string, v2 bool) *sioNode {
 			t.Fatalf("%s: unexpected first line %q", name, l)
 		}
 		n.addr = fmt.Sprintf("127.0.0.1:%d", msg.Listening)
+		if n.addr != addr {
+			t.Fatalf("%s: listening on %s, want the reserved %s", name, n.addr, addr)
+		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("%s: not listening after 20 s", name)
 	}

@@ -216,7 +216,7 @@ func TestKeepAliveTimeoutClosesIdle(t *testing.T) {
 // TestNoBackendAvailable: when the only backend refuses connections, the
 // client gets 502 in plain text (also for a WebSocket handshake).
 func TestNoBackendAvailable(t *testing.T) {
-	dead := freeAddr(t) // nothing listens here
+	dead := reserveAddr(t) // bound, never listening: connections are refused
 	g := startGate(t, "-b", dead)
 	resp, body := httpGet(t, "http://"+g.addr+"/anything")
 	if resp.StatusCode != http.StatusBadGateway {

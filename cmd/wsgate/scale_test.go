@@ -93,7 +93,7 @@ func TestScale9900(t *testing.T) {
 	demo := goBuild(t, dir, "../wsgate-demo", "wsgate-demo")
 	var backends []string
 	for _, name := range []string{"node-a", "node-b"} {
-		addr := freeAddr(t)
+		addr := reserveAddr(t) // wsgate-demo cannot report a port 0 back: a reservation it binds over
 		p := startProc(t, dir, name, nil, demo, "-l", addr, "-name", name)
 		t.Cleanup(p.stop)
 		backends = append(backends, addr)
