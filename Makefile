@@ -41,6 +41,7 @@ vet:
 test: vet
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -short -timeout 20m ./...
+	cd third_party/netpoll && $(GO) test -count=1 -race -timeout 5m .
 	$(MAKE) --no-print-directory fuzz FUZZTIME=300000x
 
 # Go benchmarks of the hot paths, then wsgate's memory and files per idle tunnel (5,000 tunnels).

@@ -408,6 +408,7 @@ func (c *connection) initFDOperator() {
 	op := poll.Alloc()
 	op.FD = c.fd
 	op.OnRead, op.OnWrite, op.OnHup = nil, nil, c.onHup
+	op.OnPeerShut = c.onPeerShut // wsgate patch (connection_halfclose.go)
 	op.Inputs, op.InputAck = c.inputs, c.inputAck
 	op.Outputs, op.OutputAck = c.outputs, c.outputAck
 	c.operator = op
@@ -443,6 +444,9 @@ func (c *connection) triggerWrite(err error) {
 func (c *connection) waitRead(n int) (err error) {
 	if n <= c.inputBuffer.Len() {
 		return nil
+	}
+	if c.pause.shut.Load() { // wsgate patch (connection_halfclose.go): no more input will come
+		return Exception(ErrEOF, "wait read")
 	}
 	if c.pause.paused.Load() { // wsgate patch: the handler wants more than is buffered
 		c.resumeRead()

@@ -244,6 +244,14 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (proces
 			return
 		}
 		c.unlock(processing)
+		// wsgate patch (connection_halfclose.go): the peer shut down its
+		// sending side while the handler ran; with the handler done, the
+		// connection is over.
+		if c.inputEnded() && c.Reader().Len() == 0 {
+			c.Close()
+			panicked = false
+			return
+		}
 		// Note: Poller's closeCallback call will try to get processing lock failed but here already neer to unlock processing.
 		//       So here we need to check connection state again, to avoid connection leak
 		// double check close state

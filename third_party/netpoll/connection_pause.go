@@ -33,6 +33,7 @@ func WithReadThreshold(n int) Option {
 type readPause struct {
 	threshold int // immutable after prepare; 0: disabled
 	paused    atomic.Bool
+	shut      atomic.Bool // wsgate patch (connection_halfclose.go): input ended by the peer's FIN
 
 	mu      sync.Mutex // guards reading, writing and the Control calls that apply them
 	off     bool       // reads paused
@@ -71,7 +72,7 @@ func (c *connection) setWriting(on bool) error {
 
 // pauseIfFull runs on the poller after a read that left length bytes unread.
 func (c *connection) pauseIfFull(length int) {
-	if c.pause.threshold == 0 || length < c.pause.threshold || c.pause.paused.Load() {
+	if c.pause.threshold == 0 || length < c.pause.threshold || c.pause.paused.Load() || c.pause.shut.Load() {
 		return
 	}
 	c.pause.mu.Lock()
@@ -98,7 +99,7 @@ func (c *connection) resumeIfDrained() {
 
 func (c *connection) resumeRead() {
 	c.pause.mu.Lock()
-	if c.pause.off {
+	if c.pause.off && !c.pause.shut.Load() { // after a FIN, reading stays off (connection_halfclose.go)
 		c.pause.off = false
 		c.pause.paused.Store(false)
 		c.interest()

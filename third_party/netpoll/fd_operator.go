@@ -29,6 +29,9 @@ type FDOperator struct {
 	OnRead  func(p Poll) error
 	OnWrite func(p Poll) error
 	OnHup   func(p Poll) error
+	// OnPeerShut (wsgate patch, connection_halfclose.go) runs instead of
+	// OnHup for a peer's FIN with nothing left to read; false: a hang-up.
+	OnPeerShut func(p Poll) bool
 
 	// The following is the required fn, which must exist when used, or directly panic.
 	// Fns are only called by the poll when handles connection events.
@@ -96,6 +99,7 @@ func (op *FDOperator) isUnused() bool {
 func (op *FDOperator) reset() {
 	op.FD = 0
 	op.OnRead, op.OnWrite, op.OnHup = nil, nil, nil
+	op.OnPeerShut = nil // wsgate patch
 	op.Inputs, op.InputAck = nil, nil
 	op.Outputs, op.OutputAck = nil, nil
 	op.poll = nil

@@ -170,6 +170,12 @@ func (p *defaultPoll) handler(events []epollevent) (closed bool) {
 					operator.InputAck(n)
 					totalRead += n
 					if err != nil {
+						// wsgate patch (connection_halfclose.go): a FIN alone may only end the input.
+						if n == 0 && errors.Is(err, ErrEOF) && evt&(syscall.EPOLLHUP|syscall.EPOLLERR) == 0 &&
+							operator.OnPeerShut != nil && operator.OnPeerShut(p) {
+							operator.done()
+							continue
+						}
 						p.appendHup(operator)
 						continue
 					}
@@ -190,6 +196,11 @@ func (p *defaultPoll) handler(events []epollevent) (closed bool) {
 			}
 			// only close connection if no further read bytes
 			if totalRead == 0 {
+				// wsgate patch (connection_halfclose.go): a FIN alone may only end the input.
+				if evt&(syscall.EPOLLHUP|syscall.EPOLLERR) == 0 && operator.OnPeerShut != nil && operator.OnPeerShut(p) {
+					operator.done()
+					continue
+				}
 				p.appendHup(operator)
 				continue
 			}
