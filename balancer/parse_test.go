@@ -103,8 +103,7 @@ func TestParseRoute(t *testing.T) {
 		{"example.com./x=web", RouteConfig{"example.com", "/x", "web", false}},
 		{"*.example.com/ws=ws", RouteConfig{"*.example.com", "/ws", "ws", false}},
 		{"[::1]/=local", RouteConfig{"[::1]", "/", "local", false}},
-		{"/a=b=c", RouteConfig{"", "/a=b", "c", false}},
-		{"/a,b=c,strip", RouteConfig{"", "/a,b", "c", true}},
+		{"/a.b/c~d_e-f=c,strip", RouteConfig{"", "/a.b/c~d_e-f", "c", true}},
 	}
 	for _, tc := range good {
 		got, err := ParseRoute(tc.in)
@@ -133,6 +132,14 @@ func TestParseRoute(t *testing.T) {
 		{"[zz]/=web", "IPv6"},
 		{"exa mple.com/=web", "not allowed"},
 		{"/a b=web", "not allowed"},
+		// A reserved character stays percent-encoded in a normalized path,
+		// where a decoding backend sees it decoded: refused in a prefix.
+		{"/a=b=c", "character '=' not allowed"},
+		{"/a,b=c,strip", "character ',' not allowed"},
+		{"/a;b=c", "character ';' not allowed"},
+		{"/%61pi=c", "character '%' not allowed"},
+		{"/api/../admin=c", `".." segments`},
+		{"/./api=c", `"." segments`},
 		{"/a?b=web", "not allowed"},
 		{"/a#b=web", "not allowed"},
 	}

@@ -18,7 +18,9 @@ import (
 //   - Prefix matches whole path segments: "/ws" matches "/ws", "/ws/x" and
 //     "/ws?x=1", but not "/wsx". A trailing slash is dropped when parsing
 //     ("/ws/" is "/ws"). "/" matches every path. Bytes are compared as
-//     received (case-sensitive, no percent-decoding, no dot-segment removal).
+//     normalized by http1 (RFC 3986 6.2.2: unreserved characters decoded,
+//     dot segments removed), case-sensitive. A prefix is made of unreserved
+//     characters and "/" only, with no dot segments.
 //   - Order: routes for the request's exact host are tried first (longest
 //     prefix first), then wildcard routes (longest suffix first), then
 //     host-less routes; the first match wins, so a host whose own routes
@@ -42,8 +44,9 @@ func (r RouteConfig) String() string {
 }
 
 // ParseRoute parses the --route value "[HOST]/PREFIX=POOL[,strip]". The
-// prefix runs from the first "/" to the last "=", so a prefix may itself
-// contain "=" or ",". Errors start with `balancer: route "VALUE": `.
+// prefix runs from the first "/" to the last "=", so that a prefix holding
+// "=" or "," is refused with a message naming that character (normalizeRoute).
+// Errors start with `balancer: route "VALUE": `.
 func ParseRoute(s string) (RouteConfig, error) {
 	fail := func(format string, args ...any) (RouteConfig, error) {
 		return RouteConfig{}, fmt.Errorf("balancer: route %q: %s", s, fmt.Sprintf(format, args...))
@@ -121,9 +124,20 @@ func normalizeRoute(rc RouteConfig) (RouteConfig, error) {
 	if p == "" || p[0] != '/' {
 		return rc, fmt.Errorf("prefix %q must start with /", p)
 	}
+	// A prefix is compared with the request's normalized path (http1's
+	// RFC 3986 normalization), so it must be normalized itself, and made
+	// only of characters whose percent-encoded form normalization decodes
+	// (unreserved) and "/": a reserved character (";", "@", ...) stays
+	// encoded in a normalized path, so "/a;b" would miss "/a%3Bb", which a
+	// decoding backend takes for "/a;b".
 	for i := 0; i < len(p); i++ {
-		if c := p[i]; c <= ' ' || c == 0x7f || c == '?' || c == '#' {
-			return rc, fmt.Errorf("prefix %q: character %q not allowed", p, c)
+		if c := p[i]; !prefixByte(c) {
+			return rc, fmt.Errorf("prefix %q: character %q not allowed (letters, digits, \"-._~\" and \"/\" only; write the path decoded)", p, c)
+		}
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return rc, fmt.Errorf("prefix %q: %q segments are not allowed (requests are matched with dot segments removed)", p, seg)
 		}
 	}
 	p = strings.TrimRight(p, "/")
@@ -225,4 +239,10 @@ func AppendStripped(dst, target []byte, stripLen int) []byte {
 		dst = append(dst, '/')
 	}
 	return append(dst, rest...)
+}
+
+// prefixByte: an unreserved character (RFC 3986 2.3) or "/".
+func prefixByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~' || c == '/'
 }
