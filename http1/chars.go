@@ -2,12 +2,14 @@ package http1
 
 // Byte classes, as 256-entry tables so the scanners cost one load per byte.
 const (
-	cToken  = 1 << iota // tchar (RFC 9110 5.6.2)
-	cValue              // field-vchar / SP / HTAB / obs-text (RFC 9110 5.5)
-	cTarget             // visible ASCII allowed in a request-target (percent handled apart)
-	cHost               // reg-name byte: unreserved / sub-delims (RFC 3986 3.2.2), no pct-encoding
-	cHex                // HEXDIG
-	cReason             // reason-phrase: HTAB / SP / VCHAR / obs-text
+	cToken      = 1 << iota // tchar (RFC 9110 5.6.2)
+	cValue                  // field-vchar / SP / HTAB / obs-text (RFC 9110 5.5)
+	cTarget                 // visible ASCII allowed in a request-target (percent handled apart)
+	cHost                   // reg-name byte: unreserved / sub-delims (RFC 3986 3.2.2), no pct-encoding
+	cHex                    // HEXDIG
+	cReason                 // reason-phrase: HTAB / SP / VCHAR / obs-text
+	cUnreserved             // unreserved (RFC 3986 2.3): ALPHA / DIGIT / "-" / "." / "_" / "~"
+	cPathPlain              // a path byte PathIsNormal need not look at: all but '%', '.' and '\\'
 )
 
 var class = func() (t [256]uint8) {
@@ -29,6 +31,12 @@ var class = func() (t [256]uint8) {
 		}
 		if (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F') {
 			t[c] |= cHex
+		}
+		if isAlnum(b) || b == '-' || b == '.' || b == '_' || b == '~' {
+			t[c] |= cUnreserved
+		}
+		if b != '%' && b != '.' && b != '\\' {
+			t[c] |= cPathPlain
 		}
 	}
 	return t

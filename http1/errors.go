@@ -64,6 +64,7 @@ const (
 	eBadWebSocketKey
 	eBadWebSocketVersion
 	eConnect
+	eBadPath
 	eBadStatusLine
 	nCodes
 )
@@ -138,6 +139,11 @@ var (
 	ErrBadWebSocketVersion = &Error{426, "unsupported Sec-WebSocket-Version"}
 	// ErrConnect: CONNECT; the proxy does not tunnel (501).
 	ErrConnect = &Error{501, "CONNECT not supported"}
+	// ErrBadPath: the request path holds %2F, %5C or %00 (any case), or a
+	// literal '\': a backend that decodes (or takes '\' for '/') could see
+	// other segments than the ones wsgate decided on (400). See
+	// AppendNormalPath.
+	ErrBadPath = &Error{400, "encoded '/', '\\' or NUL, or a '\\', in the request path"}
 	// ErrBodyTooLarge is for the connection layer: body over --max-body-bytes (413).
 	ErrBodyTooLarge = &Error{413, "request body too large"}
 
@@ -203,6 +209,7 @@ var reqErr = [nCodes]*Error{
 	eBadWebSocketKey:       ErrBadWebSocketKey,
 	eBadWebSocketVersion:   ErrBadWebSocketVersion,
 	eConnect:               ErrConnect,
+	eBadPath:               ErrBadPath,
 	eBadStatusLine:         ErrBadRequestLine,
 }
 
