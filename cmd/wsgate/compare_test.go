@@ -584,7 +584,8 @@ func httpLoad(url string, conns int, d time.Duration) (int64, string, error) {
 		v, _ := strconv.ParseInt(string(m[1]), 10, 64)
 		return v, "wrk -t1 -c" + strconv.Itoa(conns), nil
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, Proxy: nil}
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, Proxy: nil,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // the TLS pass's self-signed certificate, as in waitHTTP
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	var cnt, nerr atomic.Int64
