@@ -60,6 +60,10 @@ func TestListenAddrErrors(t *testing.T) {
 		missing := filepath.Join(t.TempDir(), "no", "ready")
 		refusedAlike(t, []string{"-b", "127.0.0.1:1", "-l", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ready-file", missing}, `"--ready-file"`)
 	})
+	t.Run("ready-file a directory", func(t *testing.T) {
+		t.Parallel()
+		refusedAlike(t, []string{"-b", "127.0.0.1:1", "-l", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ready-file", t.TempDir()}, `"--ready-file"`)
+	})
 }
 
 // Two listeners of one process on one address are refused: a start exits 2

@@ -233,7 +233,8 @@ func checkOverlaps(addrs []listenAddr, lookup func(string) (netip.Addr, bool)) e
 	return nil
 }
 
-// checkReadyFile refuses a --ready-file whose directory does not exist.
+// checkReadyFile refuses a --ready-file whose directory does not exist, or
+// that is a directory itself.
 func checkReadyFile(path string) error {
 	if path == "" {
 		return nil
@@ -242,7 +243,18 @@ func checkReadyFile(path string) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return &usageError{fmt.Sprintf("invalid argument %q for \"--ready-file\" flag: no directory %s", path, dir)}
 	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return &usageError{fmt.Sprintf("invalid argument %q for \"--ready-file\" flag: a directory", path)}
+	}
 	return nil
+}
+
+// removeStaleReadyFile removes what an earlier run left at path, so that
+// the file exists only once this process's listeners are bound.
+func removeStaleReadyFile(path string) {
+	if st, err := os.Lstat(path); err == nil && !st.IsDir() {
+		os.Remove(path)
+	}
 }
 
 // writeReadyFile writes lines (one per listener: "listen ADDR", "tls ADDR",

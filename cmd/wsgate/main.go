@@ -104,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if f := o.ops.readyFile; f != "" {
-		os.Remove(f) // a stale one from an earlier run is not this one's
+		removeStaleReadyFile(f) // listen_flags.go
 	}
 	srv, err := loop.New(loop.Config{
 		Listen:           o.listen,
