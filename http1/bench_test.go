@@ -1,6 +1,9 @@
 package http1
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func benchParse(b *testing.B, raw string) {
 	buf := []byte(raw)
@@ -17,6 +20,10 @@ func benchParse(b *testing.B, raw string) {
 func BenchmarkParseRequest(b *testing.B) {
 	b.Run("browser-GET", func(b *testing.B) { benchParse(b, browserGET) })
 	b.Run("websocket", func(b *testing.B) { benchParse(b, wsHandshake) })
+	// A path that must be normalized (the buffer is reused: no allocation).
+	b.Run("normalize-path", func(b *testing.B) {
+		benchParse(b, strings.Replace(wsHandshake, "GET /chat ", "GET /%61pi/./v1/%2E%2E/%63hat?x=%2f ", 1))
+	})
 }
 
 func BenchmarkParseResponse(b *testing.B) {

@@ -9,7 +9,7 @@ const (
 	cHex                    // HEXDIG
 	cReason                 // reason-phrase: HTAB / SP / VCHAR / obs-text
 	cUnreserved             // unreserved (RFC 3986 2.3): ALPHA / DIGIT / "-" / "." / "_" / "~"
-	cPathPlain              // a path byte PathIsNormal need not look at: all but '%', '.' and '\\'
+	cPathPlain              // cTarget but '?', '.' and '\\': a path byte that needs no second look
 )
 
 var class = func() (t [256]uint8) {
@@ -35,7 +35,7 @@ var class = func() (t [256]uint8) {
 		if isAlnum(b) || b == '-' || b == '.' || b == '_' || b == '~' {
 			t[c] |= cUnreserved
 		}
-		if b != '%' && b != '.' && b != '\\' {
+		if b >= 0x21 && b <= 0x7e && b != '%' && b != '?' && b != '.' && b != '\\' {
 			t[c] |= cPathPlain
 		}
 	}

@@ -33,6 +33,8 @@
 //	empty target (two SPs), no version (HTTP/0.9 simple request)   400   ErrBadRequestLine
 //	target byte not visible ASCII (CTL, SP, DEL, >= 0x80)          400   ErrBadTarget
 //	"%" not followed by two HEXDIG in the target                   400   ErrBadTarget
+//	path (the target up to "?") with %2F, %5C or %00 (any case),
+//	  or a literal '\' (see Paths)                                 400   ErrBadPath
 //	origin-form not starting with "/"; "*" except OPTIONS "*";
 //	  authority-form except with CONNECT; absolute-form with a
 //	  scheme other than http/https                                 400   ErrBadTarget
@@ -105,6 +107,17 @@
 // accepts so that a Go backend never refuses a body we passed.
 // Trailer fields are checked for syntax only.
 //
+// # Paths
+//
+// Parse normalizes the target's path once (RFC 3986 6.2.2, path.go):
+// percent-encoded unreserved characters decoded, other percent-encodings
+// upper-cased, dot segments removed ("%2e" ones too; ".." stops at the
+// root); repeated slashes are kept. Request.Path is that path, Query the
+// query as received; every decision on a path should read Path, and
+// AppendRequest sends it (Request.AppendTarget), so the backend gets what
+// the decision saw. An absolute-form target is sent in origin form. A path
+// already normal (PathIsNormal) costs one scan and no copy.
+//
 // # Rewriting
 //
 // AppendRequest and AppendResponse remove hop-by-hop headers (Connection,
@@ -113,8 +126,9 @@
 // on requests, Proxy-Authenticate on responses, and any header named in
 // Connection except Host, Content-Length and Transfer-Encoding), keep the
 // body framing headers, set X-Forwarded-*, X-Real-IP and Forwarded, restore
-// Connection/Upgrade for a WebSocket handshake, and write the response
-// version as HTTP/1.1. See each function for the details.
+// Connection/Upgrade for a WebSocket handshake, send the normalized path in
+// origin form, and write the response version as HTTP/1.1. See each
+// function for the details.
 //
 // # Oracle
 //

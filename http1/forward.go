@@ -6,8 +6,10 @@ type Forward struct {
 	Proto    string // "http" or "https"
 	Trusted  bool   // peer is a trusted proxy: append to the client's X-Forwarded-For and Forwarded and keep its X-Forwarded-Proto/Host and X-Real-IP; otherwise replace them
 	// Target, when non-nil, replaces the request target in the request line
-	// (a route that strips its prefix); the caller keeps it valid (visible
-	// ASCII, origin form). nil sends the target as received.
+	// (a route that strips its prefix: build it with Request.AppendTarget);
+	// the caller keeps it valid (visible ASCII, origin form). nil sends
+	// Request.AppendTarget(dst, buf, 0) when TargetChanged, else the target
+	// as received (the two are then the same bytes).
 	Target []byte
 }
 
@@ -42,8 +44,11 @@ func (f *fields) named(buf, name []byte) bool {
 // MaxAppendRequest returns an upper bound of the bytes AppendRequest appends
 // for r and f: with cap(dst)-len(dst) at least this, it does not allocate.
 func MaxAppendRequest(r *Request, f *Forward) int {
+	// The target sent when f.Target is nil is never longer than r.Target
+	// (AppendTarget); "Host: " host CRLF is added for an HTTP/1.0
+	// absolute-form request without Host.
 	ip, host, proto := len(f.ClientIP), int(r.Host.Len), len(f.Proto)
-	return r.HeadLen + 2*r.N + 256 + 4*ip + 3*host + 3*proto + len(f.Target)
+	return r.HeadLen + 2*r.N + 264 + 4*ip + 4*host + 3*proto + len(f.Target)
 }
 
 // MaxAppendResponse returns an upper bound of the bytes AppendResponse (or
@@ -55,10 +60,17 @@ func MaxAppendResponse(resp *Response) int {
 // AppendRequest appends to dst the head to send upstream for r (parsed from
 // buf):
 //
-//   - the request line unchanged (also its version: an HTTP/1.0 request is
-//     sent as HTTP/1.0, with "Connection: keep-alive" added so the upstream
-//     connection can be reused), except that a non-nil f.Target replaces
-//     the target;
+//   - the request line with its method and version as received (an
+//     HTTP/1.0 request is sent as HTTP/1.0, with "Connection: keep-alive"
+//     added so the upstream connection can be reused), and as target
+//     f.Target when non-nil, else the normalized path and the query as
+//     received (r.AppendTarget(dst, buf, 0)): an absolute-form target is
+//     sent in origin form (RFC 9112 3.2.1, to an origin server), or as "*"
+//     for "OPTIONS http://h" (RFC 9112 3.2.4), and a path that is not
+//     normal is sent normalized, so the backend sees the path every
+//     decision was made on. A target that needs neither is sent unchanged;
+//   - "Host: " with the target's authority first, for an absolute-form
+//     request without Host (HTTP/1.0), whose target no longer carries it;
 //   - headers in their order, rebuilt as "Name: value" with the name as
 //     received, except: Connection, Keep-Alive, Proxy-Connection, TE,
 //     Trailer, Upgrade, HTTP2-Settings, Proxy-Authorization (credentials for a proxy, never
@@ -79,15 +91,21 @@ func MaxAppendResponse(resp *Response) int {
 func AppendRequest(dst, buf []byte, r *Request, f *Forward) []byte {
 	dst = append(dst, r.Method.Of(buf)...)
 	dst = append(dst, ' ')
-	if f.Target != nil {
+	switch {
+	case f.Target != nil:
 		dst = append(dst, f.Target...)
-	} else {
+	case r.TargetChanged():
+		dst = r.AppendTarget(dst, buf, 0)
+	default:
 		dst = append(dst, r.Target.Of(buf)...)
 	}
 	if r.Minor == 0 {
 		dst = append(dst, " HTTP/1.0\r\n"...)
 	} else {
 		dst = append(dst, " HTTP/1.1\r\n"...)
+	}
+	if r.absForm && !r.hostSet {
+		dst = appendField(dst, "Host", r.auth.Of(buf))
 	}
 	var haveXFP, haveXFH, haveXRIP bool
 	nXFF, nFwd := 0, 0

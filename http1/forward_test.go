@@ -162,7 +162,8 @@ func TestAppendRequestNonWebSocketUpgradeDropped(t *testing.T) {
 func TestAppendRequestHTTP10KeepAlive(t *testing.T) {
 	raw := "GET http://a/x HTTP/1.0\r\n\r\n"
 	out, hr := appendReq(t, raw, &Forward{ClientIP: []byte("10.0.0.9"), Proto: "http"})
-	if !strings.HasPrefix(out, "GET http://a/x HTTP/1.0\r\n") || hr.Header.Get("Connection") != "keep-alive" {
+	// Sent in origin form (RFC 9112 3.2.1), with the authority as Host.
+	if !strings.HasPrefix(out, "GET /x HTTP/1.0\r\nHost: a\r\n") || hr.Header.Get("Connection") != "keep-alive" {
 		t.Fatalf("got:\n%s", out)
 	}
 	if hr.Header.Get("X-Forwarded-Host") != "a" {

@@ -57,6 +57,7 @@ func FuzzParseRequest(f *testing.F) {
 			if len(out) > cap(dst) {
 				t.Fatalf("AppendRequest over its bound: %d > %d", len(out), cap(dst))
 			}
+			checkForwardedPath(t, data, &r, out)
 			if r.N > MaxHeaders-8 {
 				// We add up to 7 headers; our own parser would say 431.
 				if _, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(out))); err != nil {
@@ -201,6 +202,9 @@ func FuzzRequestFields(f *testing.F) {
 	f.Add("GET", "/chat", "h", "Connection", "keep-alive, Upgrade", true)
 	f.Add("OPTIONS", "*", "h:1", "Expect", "100-continue", false)
 	f.Add("GET", "/%41", "", "Upgrade", "websocket", true)
+	f.Add("GET", "/a/./b/../%2e%2E/%77s?q=%2f", "h", "X", "y", true)
+	f.Add("GET", "http://h/%61pi/..%3b/x?y", "h", "X", "y", true)
+	f.Add("OPTIONS", "http://h", "h", "X", "y", false)
 	f.Fuzz(func(t *testing.T, method, target, host, name, value string, http11 bool) {
 		ver := "HTTP/1.0"
 		if http11 {
@@ -213,6 +217,7 @@ func FuzzRequestFields(f *testing.F) {
 		}
 		compareWithNetHTTP(t, []byte(raw))
 		out := AppendRequest(nil, []byte(raw), &r, &Forward{ClientIP: []byte("192.0.2.1"), Proto: "http"})
+		checkForwardedPath(t, []byte(raw), &r, out)
 		if _, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(out))); err != nil {
 			t.Fatalf("net/http rejects rewritten head: %v\n%q", err, out)
 		}

@@ -81,9 +81,10 @@ func PathIsNormal(p []byte) bool {
 					return false
 				}
 			}
-		default: // '\'
+		case '\\':
 			return false
 		}
+		// Anything else ('?', bytes a request target cannot hold) is kept.
 	}
 	return true
 }
@@ -118,13 +119,13 @@ func appendNormalPath(dst, p []byte) ([]byte, ecode) {
 		seg := len(dst)
 		for i < len(p) && p[i] != '/' {
 			c := p[i]
-			if class[c]&cPathPlain != 0 || c == '.' {
+			if c != '%' {
+				if c == '\\' {
+					return dst[:base], eBadPath
+				}
 				dst = append(dst, c)
 				i++
 				continue
-			}
-			if c != '%' { // '\'
-				return dst[:base], eBadPath
 			}
 			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
 				return dst[:base], eBadTarget

@@ -2,7 +2,8 @@ package http1
 
 // Request is a parsed request head. All Spans point into the buffer given to
 // Parse; the Request is only meaningful together with that buffer.
-// A Request is plain data (about 2 KiB): reuse one per connection.
+// A Request is about 2 KiB: reuse one per connection. Do not copy one: it
+// owns a buffer (the normalized path) that Parse reuses.
 type Request struct {
 	Method, Target Span
 	Minor          int // HTTP/1.<Minor>, 0 or 1
@@ -17,12 +18,22 @@ type Request struct {
 	Upgrade        bool // HTTP/1.1 with an Upgrade header (any protocol) and the Connection option "upgrade"
 	WebSocket      bool // a complete, valid RFC 6455 client handshake
 	WSKey          Span // Sec-WebSocket-Key value when WebSocket
+	// Query is the target's query with its "?" (from the first "?" to the
+	// end of the target, as received), Len 0 when there is none.
+	Query Span
 
-	kinds   [MaxHeaders]uint8 // kindOf each header name
-	f       fields
-	absForm bool
-	auth    Span // authority of an absolute-form target
-	hostSet bool
+	kinds    [MaxHeaders]uint8 // kindOf each header name
+	f        fields
+	absForm  bool
+	auth     Span // authority of an absolute-form target
+	hostSet  bool
+	hasPath  bool   // origin-form or absolute-form (not "*")
+	star     bool   // forwarded as "*": OPTIONS *, or OPTIONS absolute-form with no path and no query
+	pathNorm bool   // the normalized path is npath, not rawPath
+	rawPath  Span   // the target's path as received (empty for "http://h")
+	query    uint32 // offset of the target's first '?' (its end when none)
+	pathAttn bool   // the path may not be normal: it has '%', '\\' or "/."
+	npath    []byte // normalized path when it differs from rawPath; kept across Parses
 }
 
 // Parse parses a request head at the start of buf. It returns ErrNeedMore
@@ -30,8 +41,14 @@ type Request struct {
 // as a limit is provably exceeded and a syntax error as soon as a complete
 // prefix of buf is invalid, so garbage is refused without waiting. The result
 // for a prefix of buf is always ErrNeedMore or the result for buf.
-// On success r describes buf[:r.HeadLen]. Parse resets r first. No allocation.
+// On success r describes buf[:r.HeadLen]. Parse resets r first.
 // Up to 4 empty lines (CRLF) before the request line are skipped (RFC 9112 2.2).
+//
+// Parse also normalizes the target's path (AppendNormalPath) as soon as the
+// request line is complete; a path that is refused is the error (400). No
+// allocation when the path is already normal (PathIsNormal, the common
+// case); otherwise the normalized path goes to a buffer r keeps across
+// Parses, allocated only when it must grow.
 func (r *Request) Parse(buf []byte, lim *Limits) error {
 	if c := r.parse(buf, lim); c != eNone {
 		return c.req()
@@ -46,6 +63,10 @@ func (r *Request) reset() {
 	r.WSKey = Span{}
 	r.f = fields{}
 	r.absForm, r.auth, r.hostSet = false, Span{}, false
+	r.Query, r.rawPath = Span{}, Span{}
+	r.hasPath, r.star, r.pathNorm = false, false, false
+	// query and pathAttn are set by requestLine before target reads them;
+	// npath is read only when pathNorm.
 }
 
 // maxLeadingCRLF is how many empty lines before a request line are skipped.
@@ -178,25 +199,43 @@ func (r *Request) requestLine(buf []byte, i, end int) (int, ecode) {
 	r.Method = span(start, i)
 	i++
 	start = i
+	// The target: cTarget bytes and pct-encoded. On the way, note where the
+	// query starts and whether the path holds a byte that may make it not
+	// normal ('%', '\\', '.' after '/'), so that setPath looks at a normal
+	// path no further.
+	q, attn := -1, false
+scan:
 	for i < end {
 		c := buf[i]
-		if class[c]&cTarget != 0 {
+		if class[c]&cPathPlain != 0 {
 			i++
 			continue
 		}
-		if c != '%' {
-			break
-		}
-		// pct-encoded = "%" HEXDIG HEXDIG
-		for k := 1; k <= 2; k++ {
-			if i+k == end {
-				return 0, eNeedMore
+		switch c {
+		case '?':
+			if q < 0 {
+				q = i
 			}
-			if !isHex(buf[i+k]) {
-				return 0, eBadTarget
+		case '.':
+			attn = attn || q < 0 && buf[i-1] == '/'
+		case '\\':
+			attn = attn || q < 0
+		case '%':
+			attn = attn || q < 0
+			// pct-encoded = "%" HEXDIG HEXDIG
+			for k := 1; k <= 2; k++ {
+				if i+k == end {
+					return 0, eNeedMore
+				}
+				if !isHex(buf[i+k]) {
+					return 0, eBadTarget
+				}
 			}
+			i += 2
+		default:
+			break scan
 		}
-		i += 3
+		i++
 	}
 	if i == end {
 		return 0, eNeedMore
@@ -214,6 +253,10 @@ func (r *Request) requestLine(buf []byte, i, end int) (int, ecode) {
 		return 0, eBadRequestLine // two spaces
 	}
 	r.Target = span(start, i)
+	if q < 0 {
+		q = i
+	}
+	r.query, r.pathAttn = uint32(q), attn
 	i++
 	// HTTP-version = "HTTP/" DIGIT "." DIGIT, then CR.
 	const pat = "HTTP/0.0"
@@ -259,11 +302,12 @@ func (r *Request) target(buf []byte) ecode {
 		if connect {
 			return eBadTarget
 		}
-		return eNone
+		return r.setPath(buf, r.Target.Off)
 	case t[0] == '*':
 		if len(t) != 1 || string(r.Method.Of(buf)) != "OPTIONS" {
 			return eBadTarget
 		}
+		r.star = true
 		return eNone
 	case connect:
 		// authority-form: host ":" port, port required.
@@ -296,7 +340,82 @@ func (r *Request) target(buf []byte) ecode {
 	}
 	off := r.Target.Off + uint32(len(t)-len(rest))
 	r.absForm, r.auth = true, Span{off, uint32(a)}
-	return eNone
+	if a == len(rest) && string(r.Method.Of(buf)) == "OPTIONS" {
+		// "OPTIONS http://h": the last proxy sends "*" (RFC 9112 3.2.4).
+		r.star = true
+		return eNone
+	}
+	return r.setPath(buf, off+uint32(a))
+}
+
+// setPath records the path (from off up to the first '?') and the query
+// (the rest) of the target, and normalizes the path when it is not normal.
+func (r *Request) setPath(buf []byte, off uint32) ecode {
+	end, q := r.Target.Off+r.Target.Len, r.query // requestLine found q
+	r.hasPath, r.rawPath, r.Query = true, Span{off, q - off}, Span{q, end - q}
+	p := r.rawPath.Of(buf)
+	if len(p) > 0 && (!r.pathAttn || PathIsNormal(p)) {
+		return eNone
+	}
+	if cap(r.npath) <= len(p) {
+		r.npath = make([]byte, 0, max(len(p)+1, 64))
+	}
+	r.pathNorm = true
+	if len(p) == 0 { // "http://h" or "http://h?q": the path is "/"
+		r.npath = append(r.npath[:0], '/')
+		return eNone
+	}
+	var c ecode
+	r.npath, c = appendNormalPath(r.npath[:0], p)
+	return c
+}
+
+// Path returns the target's normalized path (see AppendNormalPath): a
+// subslice of buf when the path as received is already normal, else a
+// buffer of r that the next Parse overwrites. For an absolute-form target it
+// is the path after the authority ("/" when empty). It is nil when the
+// target has no path: "*" (OPTIONS), and "OPTIONS http://h", which is sent
+// on as "*". Every decision on the path (route, strip, origin, rate limit,
+// Socket.IO detection) should be made on Path, since it is what the backend
+// is sent (AppendRequest, AppendTarget). No allocation.
+func (r *Request) Path(buf []byte) []byte {
+	switch {
+	case !r.hasPath:
+		return nil
+	case r.pathNorm:
+		return r.npath
+	}
+	return r.rawPath.Of(buf)
+}
+
+// PathChanged reports whether Path differs from the path as received
+// (percent-encodings decoded or upper-cased, dot segments removed, or the
+// empty path of "http://h" made "/").
+func (r *Request) PathChanged() bool { return r.pathNorm }
+
+// TargetChanged reports whether the target AppendRequest sends (when
+// Forward.Target is nil) differs from the one received: the path changed, or
+// the target was absolute-form (sent on in origin form, or as "*").
+func (r *Request) TargetChanged() bool { return r.pathNorm || r.absForm }
+
+// AppendTarget appends the request target to send upstream, in origin form:
+// Path without its first stripLen bytes, with a "/" put back when what
+// remains is empty or does not start with "/" (as balancer.AppendStripped),
+// then Query as received. stripLen is clamped to [0, len(Path)]. For a target
+// with no path (see Path) it appends "*". It appends at most len(r.Target)
+// bytes and allocates only when dst lacks room.
+func (r *Request) AppendTarget(dst, buf []byte, stripLen int) []byte {
+	if r.star || !r.hasPath {
+		return append(dst, '*')
+	}
+	p := r.Path(buf)
+	stripLen = min(max(stripLen, 0), len(p))
+	rest := p[stripLen:]
+	if stripLen > 0 && (len(rest) == 0 || rest[0] != '/') {
+		dst = append(dst, '/')
+	}
+	dst = append(dst, rest...)
+	return append(dst, r.Query.Of(buf)...)
 }
 
 func lastColon(b []byte) int {
