@@ -275,11 +275,11 @@ func (b *Balancer) Routes() []RouteConfig {
 }
 
 // Route finds the pool for a request from its Host header value (port
-// allowed; may be empty) and its request-target path (origin form; a query
-// may follow). Host-specific routes are tried before wildcard ones and those
+// allowed; may be empty) and its normalized path (http1.Request.Path; no
+// query). Host-specific routes are tried before wildcard ones and those
 // before host-less ones, each by longest prefix (rules at RouteConfig). It
 // returns nil when no route matches. When the route strips, stripLen is the
-// number of leading bytes of path to remove (see AppendStripped); otherwise
+// number of leading bytes of path to remove (http1.Request.AppendTarget); otherwise
 // 0. It does not allocate.
 func (b *Balancer) Route(host, path []byte) (p *Pool, stripLen int) {
 	h := hostWithoutPort(host)

@@ -87,7 +87,7 @@ func BenchmarkRoute(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	host, path := []byte("app.example.com:8080"), []byte("/socket.io/?EIO=4&transport=websocket&sid=abc")
+	host, path := []byte("app.example.com:8080"), []byte("/socket.io/")
 	b.ReportAllocs()
 	for b.Loop() {
 		bl.Route(host, path)

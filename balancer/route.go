@@ -15,8 +15,8 @@ import (
 //     ASCII case-insensitively, ignoring the request's port and one trailing
 //     dot; "*.example.com" matches any name ending in ".example.com" (at any
 //     depth) but not "example.com" itself.
-//   - Prefix matches whole path segments: "/ws" matches "/ws", "/ws/x" and
-//     "/ws?x=1", but not "/wsx". A trailing slash is dropped when parsing
+//   - Prefix matches whole path segments: "/ws" matches "/ws" and "/ws/x"
+//     (whatever the query), but not "/wsx". A trailing slash is dropped when parsing
 //     ("/ws/" is "/ws"). "/" matches every path. Bytes are compared as
 //     normalized by http1 (RFC 3986 6.2.2: unreserved characters decoded,
 //     dot segments removed), case-sensitive. A prefix is made of unreserved
@@ -26,7 +26,8 @@ import (
 //     host-less routes; the first match wins, so a host whose own routes
 //     do not cover a path falls back to the host-less ones.
 //   - Strip removes Prefix from the path before forwarding: with "/api" and
-//     strip, "/api/users?x" goes out as "/users?x" and "/api" as "/".
+//     strip, "/api/users?x" goes out as "/users?x" and "/api" as "/"
+//     (http1.Request.AppendTarget).
 type RouteConfig struct {
 	Host   string // "" (any host), "example.com" or "*.example.com"; lower case after parsing
 	Prefix string // starts with "/"; no trailing "/" unless it is "/"
@@ -189,7 +190,7 @@ func (r *route) matchPath(path []byte) bool {
 	if len(path) < n || string(path[:n]) != r.prefix {
 		return false
 	}
-	return len(path) == n || path[n] == '/' || path[n] == '?'
+	return len(path) == n || path[n] == '/'
 }
 
 // hasPrefixFold reports whether b starts with lower, comparing ASCII
@@ -226,19 +227,6 @@ func hostWithoutPort(h []byte) []byte {
 		h = h[:len(h)-1]
 	}
 	return h
-}
-
-// AppendStripped appends to dst the request target that goes upstream when
-// Route returned stripLen for target: target without its first stripLen
-// bytes, with a "/" put back when what remains is empty or starts with "?".
-// With stripLen 0 it appends target unchanged. It allocates only when dst
-// lacks capacity.
-func AppendStripped(dst, target []byte, stripLen int) []byte {
-	rest := target[stripLen:]
-	if stripLen > 0 && (len(rest) == 0 || rest[0] != '/') {
-		dst = append(dst, '/')
-	}
-	return append(dst, rest...)
 }
 
 // prefixByte: an unreserved character (RFC 3986 2.3) or "/".

@@ -78,7 +78,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	if bodyKind == http1.BodyLength && s.cfg.MaxBodyBytes > 0 && req.ContentLength > s.cfg.MaxBodyBytes {
 		return s.reject(cc, 413)
 	}
-	pool, strip := s.cfg.Balancer.Route(hostOnly(req.Host.Of(head)), pathOf(req.Target.Of(head)))
+	pool, strip := s.cfg.Balancer.Route(hostOnly(req.Host.Of(head)), reqPath(req, head))
 	ex.rec.pool = pool
 	if pool == nil {
 		return s.reject(cc, 404)
@@ -93,8 +93,11 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	ex.http10 = req.Minor == 0
 	cl := req.ContentLength
 	fwd := cc.fwd
-	if strip > 0 { // a ,strip route: the prefix goes, the query stays
-		ex.target = stripTarget(ex.target[:0], req.Target.Of(head), strip)
+	if strip > 0 || req.TargetChanged() {
+		// The backend is sent the normalized path every decision was made
+		// on (http1.Request.Path), in origin form; a ,strip route's prefix
+		// goes, the query stays.
+		ex.target = req.AppendTarget(ex.target[:0], head, strip)
 		fwd.Target = ex.target
 	}
 	ex.out = http1.AppendRequest(ex.out[:0], head, req, s.stickyRequest(cc, ex, head, pool, &fwd)) // sticky.go

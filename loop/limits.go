@@ -172,7 +172,7 @@ func (rs hostRules) match(host, path []byte) int {
 		}
 		if r.prefix != "/" {
 			n := len(r.prefix)
-			if len(path) < n || string(path[:n]) != r.prefix || (len(path) > n && path[n] != '/' && path[n] != '?') {
+			if len(path) < n || string(path[:n]) != r.prefix || (len(path) > n && path[n] != '/') {
 				continue
 			}
 		}
@@ -473,16 +473,13 @@ func (s *Server) edgeRequest(cc *clientConn, ex *exchange, head []byte) (act act
 	if e.cfg.RedirectHTTPS && cc.fwd.Proto != "https" && !forwardedHTTPS(cc, req, head) {
 		mRedirects.Inc()
 		b := buffers.Get().(*[]byte)
-		target := req.Target.Of(head)
-		if len(target) > 0 && target[0] != '/' { // absolute form: keep the path and query
-			target = absPathQuery(target)
-		}
+		ex.target = req.AppendTarget(ex.target[:0], head, 0) // the normalized path and the query, in origin form
 		close := s.closeAfterEdge(req)
-		*b = http1.AppendRedirectHTTPS((*b)[:0], hostOnly(req.Host.Of(head)), e.tlsPort, target, close)
+		*b = http1.AppendRedirectHTTPS((*b)[:0], hostOnly(req.Host.Of(head)), e.tlsPort, ex.target, close)
 		return s.edgeAnswer(cc, req, b, 301, close), true
 	}
 	if req.WebSocket {
-		if i := e.origins.rules.match(req.Host.Of(head), pathOf(req.Target.Of(head))); i >= 0 {
+		if i := e.origins.rules.match(req.Host.Of(head), reqPath(req, head)); i >= 0 {
 			origin, ok := req.Get(head, "Origin")
 			if ok && !e.origins.allowed(i, origin) {
 				mOriginRefused.Inc()
@@ -493,7 +490,7 @@ func (s *Server) edgeRequest(cc *clientConn, ex *exchange, head []byte) (act act
 			}
 		}
 	}
-	if i := e.rateIdx.match(req.Host.Of(head), pathOf(req.Target.Of(head))); i >= 0 && cc.clientIP.IsValid() {
+	if i := e.rateIdx.match(req.Host.Of(head), reqPath(req, head)); i >= 0 && cc.clientIP.IsValid() {
 		t := e.rates[i]
 		if ok, retry := t.take(keyOf(cc.clientIP), t.now()); !ok {
 			mRateLimited.Inc()
@@ -538,20 +535,4 @@ func forwardedHTTPS(cc *clientConn, req *http1.Request, head []byte) bool {
 	}
 	v, ok := req.Get(head, "X-Forwarded-Proto")
 	return ok && http1.EqualFold(v, "https")
-}
-
-// absPathQuery returns the path and query of an absolute-form target.
-func absPathQuery(t []byte) []byte {
-	for i := 0; i+2 < len(t); i++ {
-		if t[i] == ':' && t[i+1] == '/' && t[i+2] == '/' {
-			rest := t[i+3:]
-			for j := range rest {
-				if rest[j] == '/' || rest[j] == '?' {
-					return rest[j:]
-				}
-			}
-			return nil
-		}
-	}
-	return t
 }

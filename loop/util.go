@@ -3,6 +3,8 @@ package loop
 import (
 	"bytes"
 	"sync"
+
+	"github.com/wsgate/wsgate/http1"
 )
 
 // buffers holds small scratch buffers for error responses.
@@ -23,21 +25,13 @@ func hostOnly(h []byte) []byte {
 	return h
 }
 
-// pathOf returns the path of a request target: origin-form up to the query,
-// the path of an absolute-form target, "*" as is.
-func pathOf(t []byte) []byte {
-	if len(t) > 0 && t[0] != '/' {
-		if i := bytes.Index(t, []byte("://")); i >= 0 {
-			t = t[i+3:]
-			j := bytes.IndexByte(t, '/')
-			if j < 0 {
-				return []byte("/")
-			}
-			t = t[j:]
-		}
+// reqPath is the path every decision on a request is made on: its
+// normalized path (http1.Request.Path), or "*" for a target without one.
+func reqPath(req *http1.Request, head []byte) []byte {
+	if p := req.Path(head); p != nil {
+		return p
 	}
-	if i := bytes.IndexAny(t, "?#"); i >= 0 {
-		t = t[:i]
-	}
-	return t
+	return starPath
 }
+
+var starPath = []byte("*")
