@@ -124,7 +124,6 @@ func (a *AccessLog) send(b *[]byte) {
 	case a.lines <- b:
 	default:
 		a.dropped.Add(1)
-		mLogDropped.Inc()
 		*b = (*b)[:0]
 		lineBufs.Put(b)
 	}
@@ -181,15 +180,15 @@ func (s *Server) recordHead(ex *exchange, head []byte) {
 
 // rejected notes the status an http1 error is answered with (rejectErr
 // sends it), and counts a refused WebSocket handshake.
-func (cc *clientConn) rejected(err error) error {
+func (s *Server) rejected(cc *clientConn, err error) error {
 	cc.status = uint16(http1.StatusOf(err))
 	switch err {
 	case http1.ErrBadWebSocket:
-		countHandshakeReject(hsBadHandshake)
+		s.m.countHandshakeReject(hsBadHandshake)
 	case http1.ErrBadWebSocketKey:
-		countHandshakeReject(hsBadKey)
+		s.m.countHandshakeReject(hsBadKey)
 	case http1.ErrBadWebSocketVersion:
-		countHandshakeReject(hsBadVersion)
+		s.m.countHandshakeReject(hsBadVersion)
 	}
 	return err
 }
@@ -205,9 +204,9 @@ func (s *Server) exchangeDone(cc *clientConn, ex *exchange) {
 		r.reset()
 		return
 	}
-	countPoolStatus(r.pool, status)
+	s.m.countPoolStatus(r.pool, status)
 	if r.ws && status != 101 {
-		countHandshakeReject(handshakeReason(r, status, ex.resp.Status))
+		s.m.countHandshakeReject(handshakeReason(r, status, ex.resp.Status))
 	}
 	if a := s.cfg.AccessLog; a != nil {
 		bp := lineBufs.Get().(*[]byte)
@@ -249,7 +248,7 @@ func (s *Server) tunnelDone(cc *clientConn, ex *exchange, b *balancer.Backend, h
 		return func(st tunnel.Stats) {
 			st.BackendToClient = max(st.BackendToClient-int64(head), 0)
 			tunnelClosed(b, st)
-			mTunnelDuration.Update(st.Duration.Seconds())
+			s.m.tunnelDuration.Update(st.Duration.Seconds())
 		}
 	}
 	// One allocation per tunnel, only with a log: what the line needs.
@@ -263,7 +262,7 @@ func (s *Server) tunnelDone(cc *clientConn, ex *exchange, b *balancer.Backend, h
 	return func(st tunnel.Stats) {
 		st.BackendToClient = max(st.BackendToClient-int64(head), 0)
 		tunnelClosed(b, st)
-		mTunnelDuration.Update(st.Duration.Seconds())
+		s.m.tunnelDuration.Update(st.Duration.Seconds())
 		bp := lineBufs.Get().(*[]byte)
 		l := appendLineStart(*bp, "tunnel", info[:ipLen])
 		l = append(l, `,"host":`...)

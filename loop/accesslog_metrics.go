@@ -1,26 +1,5 @@
 package loop
 
-import (
-	"strconv"
-	"sync"
-
-	"github.com/VictoriaMetrics/metrics"
-
-	"github.com/wsgate/wsgate/balancer"
-)
-
-// Metrics of the operations work (issue 8): requests by pool and status
-// class, refused WebSocket handshakes by reason, tunnel durations, access
-// log drops. All counters are created once (per pool: on its first
-// request); the hot path does a sync.Map load and an atomic add.
-var (
-	mLogDropped     = metrics.GetOrCreateCounter(`wsgate_access_log_dropped_total`)
-	mTunnelDuration = metrics.GetOrCreateHistogram(`wsgate_tunnel_duration_seconds`)
-
-	poolCounters sync.Map // pool name → *[6]*metrics.Counter, by status class as mStatus
-	mHandshake   = map[string]*metrics.Counter{}
-)
-
 // Why a WebSocket handshake did not become a tunnel.
 const (
 	hsBadHandshake = "bad_handshake"   // not a GET, or has a body (400)
@@ -36,15 +15,6 @@ const (
 	hsAborted      = "aborted"         // the client went away before an answer
 	hsOther        = "other"           // anything else the proxy refused (413, 431, ...)
 )
-
-func init() {
-	for _, r := range []string{hsBadHandshake, hsBadKey, hsBadVersion, hsNoRoute, hsNoBackend, hsConnect,
-		hsTimeout, hsBad101, hsBadResponse, hsDeclined, hsAborted, hsOther} {
-		mHandshake[r] = metrics.GetOrCreateCounter(`wsgate_handshake_rejections_total{reason="` + r + `"}`)
-	}
-}
-
-func countHandshakeReject(reason string) { mHandshake[reason].Inc() }
 
 // handshakeReason classifies a valid handshake that got status instead
 // of 101; backendStatus is the status line the backend sent, if any.
@@ -68,31 +38,4 @@ func handshakeReason(r *accessRec, status, backendStatus int) string {
 		return hsBadResponse
 	}
 	return hsOther
-}
-
-// countPoolStatus counts a request answered with status in pool p
-// (pool "" when it was refused before routing); status 0 (no answer)
-// counts as class "other".
-func countPoolStatus(p *balancer.Pool, status int) {
-	name := ""
-	if p != nil {
-		name = p.Name()
-	}
-	v, ok := poolCounters.Load(name)
-	if !ok {
-		var cs [6]*metrics.Counter
-		for i := range cs {
-			class := "other"
-			if i > 0 {
-				class = strconv.Itoa(i) + "xx"
-			}
-			cs[i] = metrics.GetOrCreateCounter(`wsgate_requests_total{pool="` + name + `",class="` + class + `"}`)
-		}
-		v, _ = poolCounters.LoadOrStore(name, &cs)
-	}
-	c := status / 100
-	if c < 1 || c > 5 {
-		c = 0
-	}
-	v.(*[6]*metrics.Counter)[c].Inc()
 }

@@ -90,7 +90,7 @@ func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 	ip := peerIP(conn.RemoteAddr())
 	cc.fwd = http1.Forward{ClientIP: []byte(ip.String()), Proto: "http", Trusted: s.trusted(ip)}
 	s.open.Add(1)
-	mAccepted.Inc()
+	s.m.accepted.Inc()
 	conn.AddCloseCallback(func(netpoll.Connection) error {
 		cc.state.Store(stateClosed)
 		if own := cc.own.Swap(nil); own != nil {

@@ -45,7 +45,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 			break
 		}
 		if perr != http1.ErrNeedMore {
-			return s.rejectErr(cc, cc.rejected(perr)) // accesslog.go: notes the status
+			return s.rejectErr(cc, s.rejected(cc, perr)) // accesslog.go: notes the status
 		}
 		if n > s.cfg.MaxHeaderBytes {
 			return s.reject(cc, 431)
@@ -103,7 +103,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	ex.out = http1.AppendRequest(ex.out[:0], head, req, s.stickyRequest(cc, ex, head, pool, &fwd)) // sticky.go
 	r.Skip(req.HeadLen)
 	if err := s.precheckBody(cc, ex, bodyKind); err != nil {
-		return s.rejectErr(cc, cc.rejected(err)) // nothing sent upstream yet (reject.go)
+		return s.rejectErr(cc, s.rejected(cc, err)) // nothing sent upstream yet (reject.go)
 	}
 	bodyLeft := bodyKind != http1.BodyNone // request body bytes not yet consumed
 
@@ -145,7 +145,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 			}
 			nbuf, status, uerr = s.readResponseHead(cc, ex, uc, unsent)
 		} else {
-			upstreamError(upSendFail)
+			s.m.upstreamError(upSendFail)
 		}
 		if uerr == nil {
 			break
@@ -178,12 +178,12 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	resp := &ex.resp
 	if resp.Status == 101 {
 		if !ex.ws {
-			upstreamError(upBadResp)
+			s.m.upstreamError(upBadResp)
 			s.drop(uc, actClose)
 			return s.fail(cc, 502, true)
 		}
 		if err := resp.CheckWebSocket(ex.buf[:nbuf], ex.wsKey); err != nil {
-			upstreamError(upBadResp)
+			s.m.upstreamError(upBadResp)
 			s.cfg.Logf("backend %s: %v", b.Addr(), err)
 			s.drop(uc, actClose)
 			return s.fail(cc, 502, true)
@@ -196,7 +196,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 		// with this response.
 		closeAfter = true
 	}
-	countStatus(resp.Status)
+	s.m.countStatus(resp.Status)
 	cc.status, ex.rec.upstream = uint16(resp.Status), true
 	if ex.sticky.handshake {
 		return s.relayHandshake(cc, ex, uc, nbuf, closeAfter) // sticky.go: tags the sid
@@ -238,7 +238,7 @@ func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, clos
 			return nil, s.fail(cc, 502, close)
 		}
 		if own := cc.own.Swap(nil); own != nil {
-			if own.b == b && own.reusable(time.Now(), s.ups.idleFor) {
+			if own.b == b && own.reusable(time.Now(), s.ups.idleFor, s.m) {
 				return own, actKeep
 			}
 			own.c.Close()
@@ -248,7 +248,7 @@ func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, clos
 			return uc, actKeep
 		}
 		if outOfFiles(err) { // this process is out of files: no backend is at fault (upstream.go)
-			upstreamError(upConnErr)
+			s.m.upstreamError(upConnErr)
 			s.logOutOfFiles("connecting to a backend", err)
 			b.Release()
 			return nil, s.fail(cc, 503, true)
@@ -261,7 +261,7 @@ func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, clos
 // the log, b's pick released, and b skipped for the rest of the exchange.
 func (s *Server) connectFailed(b *balancer.Backend, ex *exchange, err error) {
 	kind := dialErrKind(err)
-	upstreamError(kind)
+	s.m.upstreamError(kind)
 	b.ReportFailure() // passive health: refused, timed out or failed connects
 	s.cfg.Logf("backend %s: %s: %v", b.Addr(), kind, err)
 	b.Release()
@@ -381,7 +381,7 @@ func (s *Server) readResponseHead(cc *clientConn, ex *exchange, uc *upConn, unse
 			m, serr, rerr = uc.roundTrip(unsent, buf)
 			unsent = nil
 			if serr != nil {
-				upstreamError(upSendFail)
+				s.m.upstreamError(upSendFail)
 				return 0, 502, serr
 			}
 		} else {
@@ -392,13 +392,13 @@ func (s *Server) readResponseHead(cc *clientConn, ex *exchange, uc *upConn, unse
 			perr := ex.resp.Parse(buf[:nbuf], &s.respLim)
 			if perr == http1.ErrNeedMore {
 				if nbuf == len(buf) {
-					upstreamError(upBadResp)
+					s.m.upstreamError(upBadResp)
 					return nbuf, statusAfter(sentInterim, 502), errors.New("response head too large")
 				}
 				break
 			}
 			if perr != nil {
-				upstreamError(upBadResp)
+				s.m.upstreamError(upBadResp)
 				return nbuf, statusAfter(sentInterim, 502), perr
 			}
 			if ex.resp.Status >= 200 || ex.resp.Status == 101 {
@@ -416,10 +416,10 @@ func (s *Server) readResponseHead(cc *clientConn, ex *exchange, uc *upConn, unse
 		}
 		if rerr != nil {
 			if isTimeout(rerr) {
-				upstreamError(upTimeout)
+				s.m.upstreamError(upTimeout)
 				return nbuf, statusAfter(sentInterim, 504), rerr
 			}
-			upstreamError(upReset)
+			s.m.upstreamError(upReset)
 			return nbuf, statusAfter(sentInterim, 502), rerr
 		}
 	}
@@ -462,7 +462,7 @@ func (s *Server) relayResponse(cc *clientConn, ex *exchange, uc *upConn, nbuf in
 	// response in the same segment): the stream is not to be trusted, so
 	// the connection is never reused, and they never reach the client.
 	leftover := func() bool {
-		upstreamError(upUnsolicited)
+		s.m.upstreamError(upUnsolicited)
 		return false
 	}
 
@@ -515,7 +515,7 @@ func (s *Server) relayResponse(cc *clientConn, ex *exchange, uc *upConn, nbuf in
 			n, done, err := sc.Scan(data)
 			w.WriteBinary(data[:n])
 			if err != nil {
-				upstreamError(upBadResp)
+				s.m.upstreamError(upBadResp)
 				complete = false
 				break
 			}
@@ -606,14 +606,14 @@ func (s *Server) drop(uc *upConn, act action) action {
 
 // reject answers a request the proxy refuses itself, and closes.
 func (s *Server) reject(cc *clientConn, status int) action {
-	countReject(status)
+	s.m.countReject(status)
 	return s.fail(cc, status, true)
 }
 
 // fail sends a short error response; the connection stays open only when
 // close is false.
 func (s *Server) fail(cc *clientConn, status int, close bool) action {
-	countStatus(status)
+	s.m.countStatus(status)
 	cc.status = uint16(status)
 	b := buffers.Get().(*[]byte)
 	*b = http1.AppendError((*b)[:0], status, close)
@@ -651,7 +651,7 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 		b.Release()
 		return actClose
 	}
-	countStatus(101)
+	s.m.countStatus(101)
 	cc.status = 101
 	done := s.tunnelDone(cc, ex, b, len(ex.out)) // accesslog.go: duration, log line
 	engine := s.cfg.Tunnels

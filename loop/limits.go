@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/cloudwego/netpoll"
 	"golang.org/x/sys/unix"
 
@@ -365,29 +364,11 @@ func newEdge(cfg EdgeConfig) (*edgeState, error) {
 	return e, nil
 }
 
-// Metrics of the edge.
-var (
-	mRefusedMaxConns = metrics.GetOrCreateCounter(`wsgate_connections_refused_total{reason="max_conns"}`)
-	mRefusedPerIP    = metrics.GetOrCreateCounter(`wsgate_connections_refused_total{reason="max_conns_per_ip"}`)
-	mRateLimited     = metrics.GetOrCreateCounter(`wsgate_requests_rate_limited_total`)
-	mOriginRefused   = metrics.GetOrCreateCounter(`wsgate_websocket_origin_refused_total`)
-	mRedirects       = metrics.GetOrCreateCounter(`wsgate_https_redirects_total`)
-	mProxyHeaders    = map[string]*metrics.Counter{}
-)
-
 const (
 	proxyResultOK      = "ok"
 	proxyResultBad     = "bad"
 	proxyResultTimeout = "timeout"
 )
-
-func init() {
-	for _, r := range []string{proxyResultOK, proxyResultBad, proxyResultTimeout} {
-		mProxyHeaders[r] = metrics.GetOrCreateCounter(`wsgate_proxy_headers_total{result="` + r + `"}`)
-	}
-}
-
-func countProxyHeader(result string) { mProxyHeaders[result].Inc() }
 
 // Connections counts the client connections open, tunnels included.
 func (s *Server) Connections() int64 {
@@ -402,7 +383,7 @@ func (s *Server) admitConn(conn netpoll.Connection) bool {
 		return true // the TLS front admitted its connections itself (tls.go)
 	}
 	if s.Connections() >= int64(s.edge.cfg.MaxConns) {
-		mRefusedMaxConns.Inc()
+		s.m.refusedMaxConns.Inc()
 		refuse(conn)
 		return false
 	}
@@ -446,7 +427,7 @@ func (s *Server) acquireIP(cc *clientConn) bool {
 	}
 	k := keyOf(cc.clientIP)
 	if !s.edge.perIP.acquire(k, s.edge.cfg.MaxConnsPerIP) {
-		mRefusedPerIP.Inc()
+		s.m.refusedPerIP.Inc()
 		return false
 	}
 	cc.ipKey, cc.ipHeld = k, true
@@ -471,7 +452,7 @@ func (s *Server) edgeRequest(cc *clientConn, ex *exchange, head []byte) (act act
 	}
 	req := &ex.req
 	if e.cfg.RedirectHTTPS && cc.fwd.Proto != "https" && !forwardedHTTPS(cc, req, head) {
-		mRedirects.Inc()
+		s.m.redirects.Inc()
 		b := buffers.Get().(*[]byte)
 		ex.target = req.AppendTarget(ex.target[:0], head, 0) // the normalized path and the query, in origin form
 		close := s.closeAfterEdge(req)
@@ -482,8 +463,8 @@ func (s *Server) edgeRequest(cc *clientConn, ex *exchange, head []byte) (act act
 		if i := e.origins.rules.match(req.Host.Of(head), reqPath(req, head)); i >= 0 {
 			origin, ok := req.Get(head, "Origin")
 			if ok && !e.origins.allowed(i, origin) {
-				mOriginRefused.Inc()
-				countReject(403)
+				s.m.originRefused.Inc()
+				s.m.countReject(403)
 				b := buffers.Get().(*[]byte)
 				*b = http1.AppendError((*b)[:0], 403, true)
 				return s.edgeAnswer(cc, req, b, 403, true), true
@@ -493,8 +474,8 @@ func (s *Server) edgeRequest(cc *clientConn, ex *exchange, head []byte) (act act
 	if i := e.rateIdx.match(req.Host.Of(head), reqPath(req, head)); i >= 0 && cc.clientIP.IsValid() {
 		t := e.rates[i]
 		if ok, retry := t.take(keyOf(cc.clientIP), t.now()); !ok {
-			mRateLimited.Inc()
-			countReject(429)
+			s.m.rateLimited.Inc()
+			s.m.countReject(429)
 			close := s.closeAfterEdge(req)
 			b := buffers.Get().(*[]byte)
 			*b = http1.AppendRetryAfter((*b)[:0], 429, retry, close)
@@ -514,7 +495,7 @@ func (s *Server) closeAfterEdge(req *http1.Request) bool {
 // request whose head is still in the input, and consumes the head when the
 // connection stays open.
 func (s *Server) edgeAnswer(cc *clientConn, req *http1.Request, b *[]byte, status int, close bool) action {
-	countStatus(status)
+	s.m.countStatus(status)
 	cc.status = uint16(status)
 	cc.conn.Writer().WriteBinary(*b)
 	err := cc.conn.Writer().Flush()

@@ -35,21 +35,20 @@ import (
 // Connections shed this way are counted in
 // wsgate_connections_refused_total{reason="out_of_files"}.
 type shedListener struct {
-	net.Listener          // the *net.TCPListener (or the TLS front's *net.UnixListener): Addr, Close
-	file         *os.File // a duplicate of its socket, non-blocking; netpoll polls it
-	fd           int      // file's descriptor
-	tcp          bool     // accepted sockets get TCP_NODELAY
+	net.Listener                  // the *net.TCPListener (or the TLS front's *net.UnixListener): Addr, Close
+	file         *os.File         // a duplicate of its socket, non-blocking; netpoll polls it
+	fd           int              // file's descriptor
+	tcp          bool             // accepted sockets get TCP_NODELAY
+	refused      *metrics.Counter // connections shed while out of files; nil: not counted
 
 	mu      sync.Mutex // guards spare and backoff; taken only when out of files
 	spare   int        // -1 when lost
 	backoff time.Duration
 }
 
-var mRefusedOutOfFiles = metrics.GetOrCreateCounter(`wsgate_connections_refused_total{reason="out_of_files"}`)
-
 // shedding wraps a listener for netpoll (EventLoop.Serve accepts any
 // netpoll.Listener: a net.Listener with Fd).
-func shedding(ln net.Listener) (*shedListener, error) {
+func shedding(ln net.Listener, refused *metrics.Counter) (*shedListener, error) {
 	fl, ok := ln.(interface{ File() (*os.File, error) })
 	if !ok {
 		return nil, unix.ENOTSOCK
@@ -63,7 +62,7 @@ func shedding(ln net.Listener) (*shedListener, error) {
 		f.Close()
 		return nil, err
 	}
-	return &shedListener{Listener: ln, file: f, fd: int(f.Fd()), tcp: tcp, spare: openSpare()}, nil
+	return &shedListener{Listener: ln, file: f, fd: int(f.Fd()), tcp: tcp, refused: refused, spare: openSpare()}, nil
 }
 
 func openSpare() int {
@@ -127,7 +126,9 @@ func (l *shedListener) shed() {
 	fd, _, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC)
 	if err == nil {
 		unix.Close(fd)
-		mRefusedOutOfFiles.Inc()
+		if l.refused != nil {
+			l.refused.Inc()
+		}
 	}
 	l.spare = openSpare()
 	l.backoff = 0

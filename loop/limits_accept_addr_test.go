@@ -16,7 +16,7 @@ func TestAcceptAddresses(t *testing.T) {
 			t.Logf("%s: %v (skipped)", network, err)
 			continue
 		}
-		sl, err := shedding(ln)
+		sl, err := shedding(ln, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -260,11 +260,11 @@ func (s *Server) readProxyHeader(cc *clientConn) bool {
 		h, perr := parseProxyHeader(buf)
 		if perr == nil {
 			if mode == proxyFront && (s.edge == nil || subtle.ConstantTimeCompare(h.secret, s.edge.secret[:]) != 1) {
-				countProxyHeader(proxyResultBad)
+				s.m.countProxyHeader(proxyResultBad)
 				return false
 			}
 			r.Skip(h.n)
-			countProxyHeader(proxyResultOK)
+			s.m.countProxyHeader(proxyResultOK)
 			if h.src.IsValid() {
 				cc.setClient(h.src, s.trusted(h.src))
 			}
@@ -274,7 +274,7 @@ func (s *Server) readProxyHeader(cc *clientConn) bool {
 			return s.acquireIP(cc) // limits.go: --max-conns-per-ip with the real client
 		}
 		if perr != errProxyNeedMore {
-			countProxyHeader(proxyResultBad)
+			s.m.countProxyHeader(proxyResultBad)
 			return false
 		}
 		cc.conn.SetReadDeadline(deadline)
@@ -282,9 +282,9 @@ func (s *Server) readProxyHeader(cc *clientConn) bool {
 		cc.conn.SetReadDeadline(time.Time{})
 		if err != nil {
 			if errors.Is(err, netpoll.ErrReadTimeout) {
-				countProxyHeader(proxyResultTimeout)
+				s.m.countProxyHeader(proxyResultTimeout)
 			} else {
-				countProxyHeader(proxyResultBad)
+				s.m.countProxyHeader(proxyResultBad)
 			}
 			return false
 		}

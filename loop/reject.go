@@ -29,8 +29,8 @@ const (
 // and closes the connection after a lingering close.
 func (s *Server) rejectErr(cc *clientConn, err error) action {
 	status := http1.StatusOf(err)
-	countReject(status)
-	countStatus(status)
+	s.m.countReject(status)
+	s.m.countStatus(status)
 	b := buffers.Get().(*[]byte)
 	*b = http1.AppendRejection((*b)[:0], err, true)
 	cc.conn.Writer().WriteBinary(*b)

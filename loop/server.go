@@ -136,6 +136,13 @@ type Server struct {
 	drainPhase atomic.Int32 // DrainPhase (drain.go)
 
 	edge *edgeState // limits.go; immutable after New
+
+	m *serverMetrics // metrics.go; immutable after New
+	// outOfFiles limits the "out of files" log line (upstream.go).
+	outOfFiles struct {
+		last       atomic.Int64 // unix nanoseconds of the last line
+		suppressed atomic.Int64
+	}
 }
 
 // New checks cfg and opens its listeners; Serve starts accepting.
@@ -144,7 +151,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	useRunner() // runner.go: handlers on parked workers, not fresh goroutines
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, m: newServerMetrics()}
 	sticky, err := balancer.NewSticky(cfg.Sticky)
 	if err != nil {
 		return nil, err
@@ -156,7 +163,10 @@ func New(cfg Config) (*Server, error) {
 		respMax = bufSize
 	}
 	s.respLim = http1.Limits{MaxHeaderBytes: respMax, MaxLineBytes: respMax}
-	s.ups.init(cfg.MaxIdleUpstream, cfg.UpstreamIdleTimeout)
+	s.ups.init(cfg.MaxIdleUpstream, cfg.UpstreamIdleTimeout, s.m)
+	if cfg.AccessLog != nil {
+		s.m.set.NewGauge(`wsgate_access_log_dropped_total`, func() float64 { return float64(cfg.AccessLog.Dropped()) })
+	}
 	s.idle = newIdleWheel(min(cfg.HeaderTimeout, cfg.KeepAliveTimeout), max(cfg.HeaderTimeout, cfg.KeepAliveTimeout))
 	for _, addr := range cfg.Listen {
 		ln, err := Listen(addr) // listen.go: SO_REUSEPORT
@@ -217,7 +227,7 @@ func (s *Server) serveLoop(ln net.Listener, name string) error {
 		return fmt.Errorf("loop: %w", err)
 	}
 	s.loops = append(s.loops, el)
-	sl, err := shedding(ln) // limits_accept.go: EMFILE without spinning
+	sl, err := shedding(ln, s.m.refusedOutOfFiles) // limits_accept.go: EMFILE without spinning
 	if err != nil {
 		return fmt.Errorf("loop: %w", err)
 	}

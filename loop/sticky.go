@@ -23,8 +23,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/http1"
 )
@@ -36,23 +34,6 @@ const (
 	missUnhealthy   = "unhealthy"   // the named backend is not usable
 	missUnreachable = "unreachable" // the named backend could not be connected to
 )
-
-var (
-	mStickyHits   = metrics.GetOrCreateCounter(`wsgate_sticky_hits_total`)
-	mStickyMisses = map[string]*metrics.Counter{}
-	// Handshake responses tagged, and those that could not be (not an open
-	// packet, chunked, too large).
-	mStickyTagged   = metrics.GetOrCreateCounter(`wsgate_sticky_handshakes_total{result="tagged"}`)
-	mStickyUntagged = metrics.GetOrCreateCounter(`wsgate_sticky_handshakes_total{result="untagged"}`)
-)
-
-func init() {
-	for _, r := range []string{missUntagged, missUnknown, missUnhealthy, missUnreachable} {
-		mStickyMisses[r] = metrics.GetOrCreateCounter(`wsgate_sticky_misses_total{reason="` + r + `"}`)
-	}
-}
-
-func stickyMiss(reason string) { mStickyMisses[reason].Inc() }
 
 // stickyState is one exchange's sticky decision. Owned by the exchange; its
 // buffers keep their capacity across exchanges.
@@ -110,7 +91,7 @@ func (s *Server) stickyRequest(cc *clientConn, ex *exchange, head []byte, pool *
 			if b := s.sticky.Lookup(pool, v); b != nil {
 				st.want, st.cookieB = b, b
 			} else {
-				stickyMiss(missUnknown)
+				s.m.stickyMiss(missUnknown)
 			}
 		}
 		return fwd
@@ -139,13 +120,13 @@ func (s *Server) stickyRequest(cc *clientConn, ex *exchange, head []byte, pool *
 		s.sticky.SessionSeen(st.sid)
 	}
 	if !ok {
-		stickyMiss(missUntagged)
+		s.m.stickyMiss(missUntagged)
 		return fwd
 	}
 	if b := s.sticky.Lookup(pool, tok); b != nil {
 		st.want = b
 	} else {
-		stickyMiss(missUnknown)
+		s.m.stickyMiss(missUnknown)
 	}
 	st.target = append(st.target[:0], target[:q.sidStart+len(sid)]...)
 	st.target = append(st.target, target[q.sidEnd:]...)
@@ -165,13 +146,13 @@ func (s *Server) pick(pool *balancer.Pool, ex *exchange) *balancer.Backend {
 		st.want = nil
 		if s.sticky.Pin(b, ex.skip) {
 			st.pinned = b
-			mStickyHits.Inc()
+			s.m.stickyHits.Inc()
 			if len(st.sid) > 0 {
 				st.ref = s.sticky.Join(st.sid, b)
 			}
 			return b
 		}
-		stickyMiss(missUnhealthy)
+		s.m.stickyMiss(missUnhealthy)
 	} else if st.pinned != nil {
 		// The pinned node could not be reached; its Pick is released.
 		st.pinned = nil
@@ -179,7 +160,7 @@ func (s *Server) pick(pool *balancer.Pool, ex *exchange) *balancer.Backend {
 			s.sticky.Leave(st.ref)
 			st.ref = nil
 		}
-		stickyMiss(missUnreachable)
+		s.m.stickyMiss(missUnreachable)
 	}
 	if st.ip {
 		return s.sticky.PickHash(pool, st.ipKey, ex.skip)
@@ -232,7 +213,7 @@ func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf i
 	resp := &ex.resp
 	st := &ex.sticky
 	if resp.Status != 200 || resp.Body(false) != http1.BodyLength || resp.ContentLength > int64(len(ex.buf)-resp.HeadLen) {
-		mStickyUntagged.Inc()
+		s.m.stickyUntagged.Inc()
 		return s.relayResponse(cc, ex, uc, nbuf, false, closeAfter)
 	}
 	end := resp.HeadLen + int(resp.ContentLength)
@@ -244,10 +225,10 @@ func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf i
 			if err != nil && nbuf < end {
 				status := 502
 				if isTimeout(err) {
-					upstreamError(upTimeout)
+					s.m.upstreamError(upTimeout)
 					status = 504
 				} else {
-					upstreamError(upReset)
+					s.m.upstreamError(upReset)
 				}
 				s.cfg.Logf("backend %s: handshake body: %v", uc.b.Addr(), err)
 				s.drop(uc, actClose)
@@ -258,11 +239,11 @@ func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf i
 	tok := s.sticky.AppendToken(st.target[:0], st.pool, uc.b) // st.target is free: a handshake has no sid
 	body, sid, ttl, ok := tagHandshake(st.body[:0], ex.buf[resp.HeadLen:end], tok)
 	if !ok {
-		mStickyUntagged.Inc()
+		s.m.stickyUntagged.Inc()
 		return s.relayResponse(cc, ex, uc, nbuf, false, closeAfter)
 	}
 	st.body, st.target = body, tok
-	mStickyTagged.Inc()
+	s.m.stickyTagged.Inc()
 	s.sticky.SessionStarted(sid, uc.b, ttl)
 
 	if ex.http10 && !closeAfter {
@@ -276,7 +257,7 @@ func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf i
 	// pick is released before the client gets the sid, so the session's
 	// next request, or the next handshake, never sees it still in flight.
 	if nbuf != end {
-		upstreamError(upUnsolicited) // bytes beyond the response: never reused
+		s.m.upstreamError(upUnsolicited) // bytes beyond the response: never reused
 	}
 	if !resp.Close && nbuf == end {
 		uc.b.Release()

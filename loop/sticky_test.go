@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/gorilla/websocket"
 
 	"github.com/wsgate/wsgate/balancer"
@@ -181,7 +180,8 @@ func startEIOProxy(t testing.TB, nodes []*eioNode, mod func(*loop.Config)) *prox
 	})
 }
 
-func counter(name string) uint64 { return metrics.GetOrCreateCounter(name).Get() }
+// counter reads one of p's counters.
+func (p *proxy) counter(name string) uint64 { return p.srv.Metrics().GetOrCreateCounter(name).Get() }
 
 // Issue 5: a polling session's every request and its upgrade reach the node
 // that issued the sid, each on a fresh connection without cookies; the
@@ -310,9 +310,9 @@ func TestStickySIDMisses(t *testing.T) {
 	base := p.url("/socket.io/?EIO=4")
 
 	sid, node := eioHandshake(t, base)
-	unknown0 := counter(`wsgate_sticky_misses_total{reason="unknown"}`)
-	untagged0 := counter(`wsgate_sticky_misses_total{reason="untagged"}`)
-	unreach0 := counter(`wsgate_sticky_misses_total{reason="unreachable"}`)
+	unknown0 := p.counter(`wsgate_sticky_misses_total{reason="unknown"}`)
+	untagged0 := p.counter(`wsgate_sticky_misses_total{reason="untagged"}`)
+	unreach0 := p.counter(`wsgate_sticky_misses_total{reason="unreachable"}`)
 
 	bare, _, _ := strings.Cut(sid, ".")
 	forged := bare + ".AAAAAAAAAAAA"
@@ -322,10 +322,10 @@ func TestStickySIDMisses(t *testing.T) {
 			t.Fatalf("sid %s: status %d", s, r.status)
 		}
 	}
-	if d := counter(`wsgate_sticky_misses_total{reason="unknown"}`) - unknown0; d != 1 {
+	if d := p.counter(`wsgate_sticky_misses_total{reason="unknown"}`) - unknown0; d != 1 {
 		t.Errorf("unknown misses +%d, want +1", d)
 	}
-	if d := counter(`wsgate_sticky_misses_total{reason="untagged"}`) - untagged0; d != 1 {
+	if d := p.counter(`wsgate_sticky_misses_total{reason="untagged"}`) - untagged0; d != 1 {
 		t.Errorf("untagged misses +%d, want +1", d)
 	}
 	// The forged token was removed, the untagged sid forwarded as it came.
@@ -352,7 +352,7 @@ func TestStickySIDMisses(t *testing.T) {
 	if r.status != 400 || r.node != alive.name || !strings.Contains(r.body, "Session ID unknown") {
 		t.Fatalf("after its node died: %d from %s %q, want 400 Session ID unknown from %s", r.status, r.node, r.body, alive.name)
 	}
-	if d := counter(`wsgate_sticky_misses_total{reason="unreachable"}`) - unreach0; d != 1 {
+	if d := p.counter(`wsgate_sticky_misses_total{reason="unreachable"}`) - unreach0; d != 1 {
 		t.Errorf("unreachable misses +%d, want +1", d)
 	}
 	// The client reconnects: a new handshake lands on the live node.

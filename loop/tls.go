@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/cloudwego/netpoll"
 	"golang.org/x/sys/unix"
 
@@ -142,13 +141,6 @@ type tlsFront struct {
 	closed      atomic.Bool
 }
 
-var (
-	mTLSHandshakes    = metrics.GetOrCreateCounter(`wsgate_tls_handshakes_total{result="ok"}`)
-	mTLSHandshakeErrs = metrics.GetOrCreateCounter(`wsgate_tls_handshakes_total{result="error"}`)
-	mTLSReloads       = metrics.GetOrCreateCounter(`wsgate_tls_reloads_total{result="ok"}`)
-	mTLSReloadErrs    = metrics.GetOrCreateCounter(`wsgate_tls_reloads_total{result="error"}`)
-)
-
 // openEdge sets up the edge state, and with TLS its listeners, the inner
 // listener and the certificates. Called by New after the plain listeners.
 func (s *Server) openEdge() error {
@@ -226,11 +218,11 @@ func (s *Server) ReloadCertificates() error {
 	f := s.edge.tls
 	set, err := loadCerts(f.files)
 	if err != nil {
-		mTLSReloadErrs.Inc()
+		s.m.tlsReloadErrs.Inc()
 		return err
 	}
 	f.certs.Store(set)
-	mTLSReloads.Inc()
+	s.m.tlsReloads.Inc()
 	return nil
 }
 
@@ -314,7 +306,7 @@ func (f *tlsFront) acceptLoop(ln net.Listener) {
 		}
 		backoff = 0
 		if m := f.s.edge.cfg.MaxConns; m > 0 && f.s.Connections()+f.handshaking.Load() >= int64(m) {
-			mRefusedMaxConns.Inc()
+			f.s.m.refusedMaxConns.Inc()
 			c.Close()
 			continue
 		}
@@ -339,11 +331,11 @@ func (f *tlsFront) serve(c *net.TCPConn) {
 	c.SetDeadline(time.Time{})
 	if err != nil {
 		f.handshaking.Add(-1)
-		mTLSHandshakeErrs.Inc()
+		s.m.tlsHandshakeErrs.Inc()
 		c.Close()
 		return
 	}
-	mTLSHandshakes.Inc()
+	s.m.tlsHandshakes.Inc()
 	ic, err := net.DialUnix("unix", nil, f.innerA)
 	f.handshaking.Add(-1)
 	if err != nil {

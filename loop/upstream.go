@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,16 +61,17 @@ type upSocket interface {
 
 // upstreams holds an idle keep-alive pool per backend.
 type upstreams struct {
-	maxIdle int           // immutable
-	idleFor time.Duration // immutable
-	dialer  net.Dialer    // immutable after init
+	maxIdle int            // immutable
+	m       *serverMetrics // immutable
+	idleFor time.Duration  // immutable
+	dialer  net.Dialer     // immutable after init
 
 	mu    sync.Mutex // guards pools
 	pools map[*balancer.Backend][]*upConn
 }
 
-func (u *upstreams) init(maxIdle int, idleFor time.Duration) {
-	u.maxIdle, u.idleFor = maxIdle, idleFor
+func (u *upstreams) init(maxIdle int, idleFor time.Duration, m *serverMetrics) {
+	u.maxIdle, u.idleFor, u.m = maxIdle, idleFor, m
 	// No TCP keep-alive probes to backends (four setsockopt calls on every
 	// dial): a pooled connection is checked before use, and a tunnel has
 	// its own idle timeout.
@@ -101,7 +101,7 @@ func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration) (*upC
 		idle[n-1] = nil
 		u.pools[b] = idle[:n-1]
 		u.mu.Unlock()
-		if uc.reusable(now, u.idleFor) {
+		if uc.reusable(now, u.idleFor, u.m) {
 			return uc, nil
 		}
 		uc.c.Close()
@@ -113,7 +113,7 @@ func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration) (*upC
 // idle for less than idleFor, still open, and with nothing unread. It marks
 // a connection it accepts as reused; one it refuses is counted (bytes sent
 // unasked are an upstream error) and must be closed.
-func (uc *upConn) reusable(now time.Time, idleFor time.Duration) bool {
+func (uc *upConn) reusable(now time.Time, idleFor time.Duration, m *serverMetrics) bool {
 	if now.Sub(uc.idleAt) >= idleFor {
 		return false
 	}
@@ -122,9 +122,9 @@ func (uc *upConn) reusable(now time.Time, idleFor time.Duration) bool {
 		uc.reused = true
 		return true
 	case idleUnsolicited:
-		upstreamError(upUnsolicited)
+		m.upstreamError(upUnsolicited)
 	default:
-		mIdleClosed.Inc()
+		m.idleClosed.Inc()
 	}
 	return false
 }
@@ -309,23 +309,15 @@ func outOfFiles(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
-// outOfFilesLog limits the "out of files" log line to one a second, with a
-// count of those left out, so that a flood of clients past the open-file
-// limit does not flood the log.
-var outOfFilesLog struct {
-	last       atomic.Int64 // unix nanoseconds of the last line
-	suppressed atomic.Int64
-}
-
 func (s *Server) logOutOfFiles(what string, err error) {
 	now := time.Now().UnixNano()
-	last := outOfFilesLog.last.Load()
-	if now-last < int64(time.Second) || !outOfFilesLog.last.CompareAndSwap(last, now) {
-		outOfFilesLog.suppressed.Add(1)
+	last := s.outOfFiles.last.Load()
+	if now-last < int64(time.Second) || !s.outOfFiles.last.CompareAndSwap(last, now) {
+		s.outOfFiles.suppressed.Add(1)
 		return
 	}
 	more := ""
-	if n := outOfFilesLog.suppressed.Swap(0); n > 0 {
+	if n := s.outOfFiles.suppressed.Swap(0); n > 0 {
 		more = fmt.Sprintf(" (and %d more since the last line)", n)
 	}
 	s.cfg.Logf("out of file descriptors %s: %v: new connections get 503 until tunnels close; raise the open-file limit (ulimit -n) or run more wsgate processes%s", what, err, more)

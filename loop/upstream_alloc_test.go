@@ -40,7 +40,7 @@ func TestIdleCheck(t *testing.T) {
 	}
 	peer.Close() // the backend's keep-alive timeout: a FIN
 	waitFor(idleClosed, "a connection the backend closed")
-	if uc.reusable(time.Now(), time.Minute) {
+	if uc.reusable(time.Now(), time.Minute, newServerMetrics()) {
 		t.Fatal("a closed connection is reusable")
 	}
 }

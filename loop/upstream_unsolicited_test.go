@@ -9,16 +9,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/VictoriaMetrics/metrics"
 )
 
 // Security finding F1: a byte a backend sends beyond the response it owed
 // must never reach another client. Each test uses one backend, so every
 // request goes to it, and a pooled connection is reused whenever it may be.
 
-func unsolicitedCount() uint64 {
-	return metrics.GetOrCreateCounter(`wsgate_upstream_errors_total{kind="unsolicited"}`).Get()
+func unsolicitedCount(p *proxy) uint64 {
+	return p.counter(`wsgate_upstream_errors_total{kind="unsolicited"}`)
 }
 
 // get sends one request on a new client connection and returns the body.
@@ -77,7 +75,7 @@ func TestLateSecondResponseNeverReachesAnotherClient(t *testing.T) {
 		})
 	})
 	p := startProxy(t, []string{be}, nil)
-	before := unsolicitedCount()
+	before := unsolicitedCount(p)
 	if got := get(t, p.addr, "/first"); got != "/first" {
 		t.Fatalf("first: %q", got)
 	}
@@ -86,7 +84,7 @@ func TestLateSecondResponseNeverReachesAnotherClient(t *testing.T) {
 	if got := get(t, p.addr, "/victim"); got != "/victim" {
 		t.Fatalf("another client's GET /victim got %q: a stray backend response reached it", got)
 	}
-	if n := unsolicitedCount() - before; n != 1 {
+	if n := unsolicitedCount(p) - before; n != 1 {
 		t.Errorf("unsolicited counted %d times, want 1", n)
 	}
 }
@@ -161,7 +159,7 @@ func TestBytesBeyondResponseDiscardConnection(t *testing.T) {
 				serveEchoFrom(c, br)
 			})
 			p := startProxy(t, []string{double}, nil)
-			before := unsolicitedCount()
+			before := unsolicitedCount(p)
 			c := dial(t, p.addr)
 			c.SetDeadline(time.Now().Add(10 * time.Second))
 			br := bufio.NewReader(c)
@@ -187,7 +185,7 @@ func TestBytesBeyondResponseDiscardConnection(t *testing.T) {
 			if got := get(t, p.addr, "/victim"); got != "/victim" {
 				t.Fatalf("another client's GET got %q", got)
 			}
-			if n := unsolicitedCount() - before; n != 1 {
+			if n := unsolicitedCount(p) - before; n != 1 {
 				t.Errorf("unsolicited counted %d times, want 1", n)
 			}
 		})

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/wsgate/wsgate/tunnel/rawsys"
 	"golang.org/x/sys/unix"
 )
@@ -14,12 +15,13 @@ import (
 // methods are safe for concurrent use, except that Close and CloseAll must
 // not be called from a done callback (they wait for the loops).
 type Engine struct {
-	cfg          Config    // normalized; immutable
-	epoch        time.Time // cfg.Now() at New; ticks count from here
-	timeoutTicks int64     // ceil(IdleTimeout/Tick); -1 when disabled
-	finTicks     int64     // ceil(FinTimeout/Tick); -1 when disabled
-	bufs         *bufPool  // ReadSize buffers, shared by the loops
-	loops        []*loop   // immutable after New
+	cfg          Config         // normalized; immutable
+	epoch        time.Time      // cfg.Now() at New; ticks count from here
+	timeoutTicks int64          // ceil(IdleTimeout/Tick); -1 when disabled
+	finTicks     int64          // ceil(FinTimeout/Tick); -1 when disabled
+	bufs         *bufPool       // ReadSize buffers, shared by the loops
+	m            *engineMetrics // metrics.go; immutable
+	loops        []*loop        // immutable after New
 
 	n         atomic.Int64  // open tunnels, counting those queued to a loop
 	rr        atomic.Uint32 // tie-break for the least-loaded pick
@@ -30,7 +32,7 @@ type Engine struct {
 // New starts an engine with cfg (zero value: defaults).
 func New(cfg Config) (*Engine, error) {
 	cfg = cfg.normalized()
-	e := &Engine{cfg: cfg, epoch: cfg.Now(), bufs: newBufPool(cfg.ReadSize), timeoutTicks: -1, finTicks: -1}
+	e := &Engine{cfg: cfg, epoch: cfg.Now(), bufs: newBufPool(cfg.ReadSize), m: newEngineMetrics(), timeoutTicks: -1, finTicks: -1}
 	if cfg.IdleTimeout > 0 {
 		e.timeoutTicks = int64((cfg.IdleTimeout + cfg.Tick - 1) / cfg.Tick)
 	}
@@ -177,3 +179,7 @@ func (e *Engine) run(fn func(l *loop)) {
 		<-ack
 	}
 }
+
+// Metrics returns the engine's counters, for an admin listener to write
+// (metrics.Set.WritePrometheus).
+func (e *Engine) Metrics() *metrics.Set { return e.m.set }

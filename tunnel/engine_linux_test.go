@@ -466,7 +466,7 @@ func TestSpliceBulkThenIdleHoldsNoPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	switches, spliced := spliceSwitchesTotal.Get(), spliceBytesTotal.Get()
+	switches, spliced := e.m.spliceSwitches.Get(), e.m.spliceBytes.Get()
 	const n = 4
 	const size = 8 << 20
 	pairs := make([]*pair, n)
@@ -484,10 +484,10 @@ func TestSpliceBulkThenIdleHoldsNoPipe(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if spliceSwitchesTotal.Get() == switches || spliceBytesTotal.Get() == spliced {
+	if e.m.spliceSwitches.Get() == switches || e.m.spliceBytes.Get() == spliced {
 		t.Fatal("bulk transfer did not use splice")
 	}
-	t.Logf("splice: %d switches, %d MiB", spliceSwitchesTotal.Get()-switches, (spliceBytesTotal.Get()-spliced)>>20)
+	t.Logf("splice: %d switches, %d MiB", e.m.spliceSwitches.Get()-switches, (e.m.spliceBytes.Get()-spliced)>>20)
 	eventually(t, time.Second, "no tunnel holding a pipe", func() bool {
 		held, _, pipes := e.held()
 		return held == 0 && pipes == 0
@@ -496,10 +496,10 @@ func TestSpliceBulkThenIdleHoldsNoPipe(t *testing.T) {
 		t.Fatalf("%d pipes open beyond the pools' bound", pipes-pipesBefore)
 	}
 	// Small traffic stays on buffers.
-	switches = spliceSwitchesTotal.Get()
+	switches = e.m.spliceSwitches.Get()
 	pairs[0].client.Write([]byte("small"))
 	io.ReadFull(pairs[0].backend, make([]byte, 5))
-	if spliceSwitchesTotal.Get() != switches {
+	if e.m.spliceSwitches.Get() != switches {
 		t.Fatal("small message switched to splice")
 	}
 	e.Close()
@@ -569,15 +569,15 @@ func TestPipeExhaustionFallsBackToBuffers(t *testing.T) {
 		t.Skip("cannot lower RLIMIT_NOFILE:", err)
 	}
 	defer unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
-	errs0, switches0 := pipeErrorsTotal.Get(), spliceSwitchesTotal.Get()
+	errs0, switches0 := e.m.pipeErrors.Get(), e.m.spliceSwitches.Get()
 	const size = 8 << 20
 	go writePattern(p.client, size, nil)
 	if err := readPattern(p.backend, size); err != nil {
 		t.Fatal(err)
 	}
-	errs := pipeErrorsTotal.Get() - errs0
-	if errs == 0 || errs > 5 || spliceSwitchesTotal.Get() != switches0 {
-		t.Fatalf("pipe errors %d (want 1..5), splice switches %d (want 0)", errs, spliceSwitchesTotal.Get()-switches0)
+	errs := e.m.pipeErrors.Get() - errs0
+	if errs == 0 || errs > 5 || e.m.spliceSwitches.Get() != switches0 {
+		t.Fatalf("pipe errors %d (want 1..5), splice switches %d (want 0)", errs, e.m.spliceSwitches.Get()-switches0)
 	}
 }
 

@@ -2,6 +2,8 @@
 
 package tunnel
 
+import "github.com/VictoriaMetrics/metrics"
+
 // Engine is unavailable on this OS; New returns ErrUnsupported.
 type Engine struct{}
 
@@ -24,3 +26,6 @@ func (e *Engine) CloseTagged(tag uint64) int { return 0 }
 func (e *Engine) Len() int     { return 0 }
 func (e *Engine) CloseAll()    {}
 func (e *Engine) Close() error { return nil }
+
+// Metrics returns an empty set.
+func (e *Engine) Metrics() *metrics.Set { return metrics.NewSet() }

@@ -281,12 +281,12 @@ func (l *loop) run() {
 func (l *loop) flushMetrics() {
 	for s := range l.bytes {
 		if l.bytes[s] != 0 {
-			bytesTotal[s].Add(int(l.bytes[s]))
+			l.e.m.bytes[s].Add(int(l.bytes[s]))
 			l.bytes[s] = 0
 		}
 	}
 	if l.spliceBytes != 0 {
-		spliceBytesTotal.Add(int(l.spliceBytes))
+		l.e.m.spliceBytes.Add(int(l.spliceBytes))
 		l.spliceBytes = 0
 	}
 }
@@ -341,7 +341,7 @@ func (l *loop) add(c *command) {
 			d.buf, d.off, d.end = c.init[s], 0, c.initN[s]
 		}
 	}
-	openedTotal.Inc()
+	l.e.m.opened.Inc()
 	if l.e.timeoutTicks >= 0 {
 		l.wheel.Schedule(idx, l.nowTick+l.e.timeoutTicks+1)
 	}

@@ -2,28 +2,34 @@ package tunnel
 
 import "github.com/VictoriaMetrics/metrics"
 
-// Package-level counters, served by cmd/wsgate from the default set.
-// Gauges (open tunnels) are registered by the cmd layer from Engine.Len.
-// Loops add bytes once per epoll batch, not per read.
-var (
-	openedTotal = metrics.GetOrCreateCounter(`wsgate_tunnel_opened_total`)
+// engineMetrics are one Engine's counters, in its own metrics.Set
+// (Engine.Metrics), so two engines in one process share nothing. Gauges
+// (open tunnels) are registered by the cmd layer from Engine.Len. Loops
+// add bytes once per epoll batch, not per read.
+type engineMetrics struct {
+	set *metrics.Set
 
-	closesTotal = [...]*metrics.Counter{
-		ClientClosed:  metrics.GetOrCreateCounter(`wsgate_tunnel_closes_total{reason="client_closed"}`),
-		BackendClosed: metrics.GetOrCreateCounter(`wsgate_tunnel_closes_total{reason="backend_closed"}`),
-		IdleTimeout:   metrics.GetOrCreateCounter(`wsgate_tunnel_closes_total{reason="idle_timeout"}`),
-		Error:         metrics.GetOrCreateCounter(`wsgate_tunnel_closes_total{reason="error"}`),
-		Shutdown:      metrics.GetOrCreateCounter(`wsgate_tunnel_closes_total{reason="shutdown"}`),
-	}
+	opened *metrics.Counter
+	closes [Shutdown + 1]*metrics.Counter // by Reason
+	bytes  [2]*metrics.Counter            // by the source side of the direction
 
-	// Indexed by the source side of the direction.
-	bytesTotal = [2]*metrics.Counter{
-		SideClient:  metrics.GetOrCreateCounter(`wsgate_tunnel_bytes_total{dir="client_to_backend"}`),
-		SideBackend: metrics.GetOrCreateCounter(`wsgate_tunnel_bytes_total{dir="backend_to_client"}`),
-	}
+	spliceSwitches, spliceBytes, pipesCreated, pipeErrors *metrics.Counter
+}
 
-	spliceSwitchesTotal = metrics.GetOrCreateCounter(`wsgate_tunnel_splice_switches_total`)
-	spliceBytesTotal    = metrics.GetOrCreateCounter(`wsgate_tunnel_splice_bytes_total`)
-	pipesCreatedTotal   = metrics.GetOrCreateCounter(`wsgate_tunnel_pipes_created_total`)
-	pipeErrorsTotal     = metrics.GetOrCreateCounter(`wsgate_tunnel_pipe_errors_total`)
-)
+func newEngineMetrics() *engineMetrics {
+	set := metrics.NewSet()
+	m := &engineMetrics{set: set}
+	m.opened = set.NewCounter(`wsgate_tunnel_opened_total`)
+	m.closes[ClientClosed] = set.NewCounter(`wsgate_tunnel_closes_total{reason="client_closed"}`)
+	m.closes[BackendClosed] = set.NewCounter(`wsgate_tunnel_closes_total{reason="backend_closed"}`)
+	m.closes[IdleTimeout] = set.NewCounter(`wsgate_tunnel_closes_total{reason="idle_timeout"}`)
+	m.closes[Error] = set.NewCounter(`wsgate_tunnel_closes_total{reason="error"}`)
+	m.closes[Shutdown] = set.NewCounter(`wsgate_tunnel_closes_total{reason="shutdown"}`)
+	m.bytes[SideClient] = set.NewCounter(`wsgate_tunnel_bytes_total{dir="client_to_backend"}`)
+	m.bytes[SideBackend] = set.NewCounter(`wsgate_tunnel_bytes_total{dir="backend_to_client"}`)
+	m.spliceSwitches = set.NewCounter(`wsgate_tunnel_splice_switches_total`)
+	m.spliceBytes = set.NewCounter(`wsgate_tunnel_splice_bytes_total`)
+	m.pipesCreated = set.NewCounter(`wsgate_tunnel_pipes_created_total`)
+	m.pipeErrors = set.NewCounter(`wsgate_tunnel_pipe_errors_total`)
+	return m
+}

@@ -27,7 +27,7 @@ func (l *loop) getPipe() (p pipe, ok bool) {
 	}
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		pipeErrorsTotal.Inc()
+		l.e.m.pipeErrors.Inc()
 		l.pipeRetryTick = l.nowTick + pipeBackoffTicks
 		return p, false
 	}
@@ -35,7 +35,7 @@ func (l *loop) getPipe() (p pipe, ok bool) {
 		// Best effort; the kernel may refuse above pipe-max-size.
 		unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, l.e.cfg.MaxPending)
 	}
-	pipesCreatedTotal.Inc()
+	l.e.m.pipesCreated.Inc()
 	return pipe{int32(fds[0]), int32(fds[1])}, true
 }
 

@@ -228,7 +228,7 @@ func (l *loop) startSplice(d *dir) {
 	if p, ok := l.getPipe(); ok {
 		d.p = p
 		d.flags |= dirSplicing
-		spliceSwitchesTotal.Inc()
+		l.e.m.spliceSwitches.Inc()
 	}
 }
 
@@ -308,7 +308,7 @@ func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
 	l.free = append(l.free, idx)
 	l.load.Add(-1)
 	l.e.n.Add(-1)
-	closesTotal[r].Inc()
+	l.e.m.closes[r].Inc()
 	if done != nil {
 		done(st)
 	}

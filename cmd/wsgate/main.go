@@ -218,7 +218,11 @@ func adminHandler(bal *balancer.Balancer) http.Handler {
 }
 
 // registerGauges exposes values computed when scraped.
+// The server's and the engine's own counters (their metrics.Sets) are
+// served with the process's.
 func registerGauges(srv *loop.Server, engine *tunnel.Engine, bal *balancer.Balancer) {
+	metrics.RegisterSet(srv.Metrics())
+	metrics.RegisterSet(engine.Metrics())
 	metrics.NewGauge(`wsgate_connections_open`, func() float64 { return float64(srv.OpenConns()) })
 	metrics.NewGauge(`wsgate_requests_inflight`, func() float64 { return float64(srv.InFlight()) })
 	metrics.NewGauge(`wsgate_tunnels_open`, func() float64 { return float64(engine.Len()) })
