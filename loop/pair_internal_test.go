@@ -7,7 +7,7 @@ import (
 
 // tcpPair returns both ends of a loopback TCP connection, closed when the
 // test ends.
-func tcpPair(t *testing.T) (client *net.TCPConn, server net.Conn) {
+func tcpPair(t testing.TB) (client *net.TCPConn, server net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
