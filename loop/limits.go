@@ -15,6 +15,7 @@ import (
 
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/http1"
+	"github.com/wsgate/wsgate/loop/proxyproto"
 )
 
 // EdgeConfig is what wsgate does at the public edge: PROXY protocol,
@@ -342,7 +343,7 @@ type edgeState struct {
 	rateIdx hostRules
 	origins originRules // origin.go
 	tls     *tlsFront   // tls.go; nil without TLS
-	secret  [proxySecretLen]byte
+	secret  [proxyproto.SecretLen]byte
 	tlsPort string // the TLS listener's port, for --redirect-https
 }
 

@@ -21,10 +21,12 @@ package loop
 import (
 	"bytes"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/http1"
+	"github.com/wsgate/wsgate/loop/eio"
 )
 
 // Sticky miss reasons (wsgate_sticky_misses_total{reason}).
@@ -105,15 +107,15 @@ func (s *Server) stickyRequest(cc *clientConn, ex *exchange, head []byte, pool *
 	if target == nil {
 		target = req.Target.Of(head)
 	}
-	q := parseEIOTarget(target)
-	if mode == balancer.StickyAuto && !q.path && !q.eio || mode == balancer.StickySID && !q.eio && !q.hasSID {
+	q := eio.ParseTarget(target)
+	if mode == balancer.StickyAuto && !q.Path && !q.EIO || mode == balancer.StickySID && !q.EIO && !q.HasSID {
 		return fwd
 	}
-	if !q.hasSID {
-		st.handshake = !req.WebSocket && !q.websocket && !q.jsonp && req.IsMethod(head, "GET")
+	if !q.HasSID {
+		st.handshake = !req.WebSocket && !q.WebSocket && !q.JSONP && req.IsMethod(head, "GET")
 		return fwd
 	}
-	sid, tok, ok := balancer.CutToken(target[q.sidStart:q.sidEnd])
+	sid, tok, ok := balancer.CutToken(target[q.SIDStart:q.SIDEnd])
 	st.sid = append(st.sid[:0], sid...)
 	st.upgrade = req.WebSocket
 	if !st.upgrade {
@@ -128,8 +130,8 @@ func (s *Server) stickyRequest(cc *clientConn, ex *exchange, head []byte, pool *
 	} else {
 		s.m.stickyMiss(missUnknown)
 	}
-	st.target = append(st.target[:0], target[:q.sidStart+len(sid)]...)
-	st.target = append(st.target, target[q.sidEnd:]...)
+	st.target = append(st.target[:0], target[:q.SIDStart+len(sid)]...)
+	st.target = append(st.target, target[q.SIDEnd:]...)
 	st.fwd = *fwd
 	st.fwd.Target = st.target
 	return &st.fwd
@@ -237,7 +239,7 @@ func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf i
 		}
 	}
 	tok := s.sticky.AppendToken(st.target[:0], st.pool, uc.b) // st.target is free: a handshake has no sid
-	body, sid, ttl, ok := tagHandshake(st.body[:0], ex.buf[resp.HeadLen:end], tok)
+	body, sid, ttl, ok := eio.TagHandshake(st.body[:0], ex.buf[resp.HeadLen:end], tok)
 	if !ok {
 		s.m.stickyUntagged.Inc()
 		return s.relayResponse(cc, ex, uc, nbuf, false, closeAfter)
@@ -278,7 +280,7 @@ func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf i
 // lines ending in an empty line) to n.
 func setContentLength(out []byte, n int) []byte {
 	var num [20]byte
-	val := appendInt(num[:0], n)
+	val := strconv.AppendInt(num[:0], int64(n), 10)
 	i := bytes.Index(out, []byte("\r\n")) + 2 // after the status line
 	for i > 1 && i < len(out) {
 		e := bytes.Index(out[i:], []byte("\r\n"))

@@ -5,6 +5,8 @@ package loop
 import (
 	"bytes"
 	"testing"
+
+	"github.com/wsgate/wsgate/loop/eio"
 )
 
 // TestStickyParseZeroAlloc: the per-request work of sid affinity (parse the
@@ -13,11 +15,11 @@ func TestStickyParseZeroAlloc(t *testing.T) {
 	target := []byte("/socket.io/?EIO=4&transport=polling&t=OxYz&sid=lv_VI97HAXpY6yYWAAAC.AbCdEfGh-_01")
 	dst := make([]byte, 0, 256)
 	n := testing.AllocsPerRun(200, func() {
-		q := parseEIOTarget(target)
-		v := target[q.sidStart:q.sidEnd]
+		q := eio.ParseTarget(target)
+		v := target[q.SIDStart:q.SIDEnd]
 		sid := v[:len(v)-13]
-		dst = append(dst[:0], target[:q.sidStart+len(sid)]...)
-		dst = append(dst, target[q.sidEnd:]...)
+		dst = append(dst[:0], target[:q.SIDStart+len(sid)]...)
+		dst = append(dst, target[q.SIDEnd:]...)
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations, want 0", n)

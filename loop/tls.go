@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wsgate/wsgate/http1"
+	"github.com/wsgate/wsgate/loop/proxyproto"
 	"github.com/wsgate/wsgate/tunnel/rawsys"
 )
 
@@ -355,7 +356,7 @@ func (f *tlsFront) serve(c *net.TCPConn) {
 		return
 	}
 	hdr := make([]byte, 0, 64)
-	hdr = appendProxyV2(hdr, c.RemoteAddr().(*net.TCPAddr).AddrPort(), c.LocalAddr().(*net.TCPAddr).AddrPort(), true, s.edge.secret[:])
+	hdr = proxyproto.AppendV2(hdr, c.RemoteAddr().(*net.TCPAddr).AddrPort(), c.LocalAddr().(*net.TCPAddr).AddrPort(), true, s.edge.secret[:])
 	if _, err := is.Write(hdr); err != nil {
 		ic.Close()
 		c.Close()

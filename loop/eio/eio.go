@@ -1,4 +1,9 @@
-package loop
+// Package eio reads and rewrites Engine.IO (Socket.IO's transport) on the
+// wire, as far as wsgate's sid affinity needs it: which request targets are
+// Engine.IO and which sid they name, and the handshake's open packet, into
+// which the node token is written. Pure functions over bytes; no I/O, no
+// allocation except into dst.
+package eio
 
 import (
 	"bytes"
@@ -7,9 +12,6 @@ import (
 	"github.com/wsgate/wsgate/balancer"
 )
 
-// Engine.IO on the wire, as far as stickiness needs it. Pure functions over
-// bytes; no allocation except into dst.
-//
 // Requests (both protocol versions): GET/POST PATH?EIO=3|4&transport=polling
 // [&sid=SID][&t=...][&b64=1][&j=N], and the upgrade GET
 // PATH?EIO=..&transport=websocket[&sid=SID]. The handshake is the first
@@ -26,23 +28,23 @@ import (
 // is not tagged: its sessions go by least-connections on every request and
 // only work through a single-node pool (or with --sticky ip).
 
-// eioQuery is what a request target says about Engine.IO.
-type eioQuery struct {
-	path      bool // the path has a "socket.io" segment
-	eio       bool // EIO= parameter
-	jsonp     bool // j= parameter (Engine.IO 3 JSONP polling)
-	websocket bool // transport=websocket
-	hasSID    bool // sid= parameter; its value is target[sidStart:sidEnd]
-	sidStart  int
-	sidEnd    int
+// Query is what a request target says about Engine.IO.
+type Query struct {
+	Path      bool // the path has a "socket.io" segment
+	EIO       bool // EIO= parameter
+	JSONP     bool // j= parameter (Engine.IO 3 JSONP polling)
+	WebSocket bool // transport=websocket
+	HasSID    bool // sid= parameter; its value is target[SIDStart:SIDEnd]
+	SIDStart  int
+	SIDEnd    int
 }
 
-// parseEIOTarget reads an origin-form (or absolute-form) request target.
+// ParseTarget reads an origin-form (or absolute-form) request target.
 // Parameter names are matched exactly, without percent-decoding; of a
 // repeated sid the first counts (engine.io itself refuses a repeated sid:
 // its query parser makes it an array).
-func parseEIOTarget(target []byte) eioQuery {
-	var q eioQuery
+func ParseTarget(target []byte) Query {
+	var q Query
 	path, query := target, []byte(nil)
 	qs := bytes.IndexByte(target, '?')
 	if qs >= 0 {
@@ -51,7 +53,7 @@ func parseEIOTarget(target []byte) eioQuery {
 	if i := bytes.IndexByte(query, '#'); i >= 0 {
 		query = query[:i]
 	}
-	q.path = hasSocketIOSegment(path)
+	q.Path = hasSocketIOSegment(path)
 	off := qs + 1
 	for len(query) > 0 {
 		p := query
@@ -66,16 +68,16 @@ func parseEIOTarget(target []byte) eioQuery {
 		}
 		switch string(key) {
 		case "EIO":
-			q.eio = true
+			q.EIO = true
 		case "j":
-			q.jsonp = true
+			q.JSONP = true
 		case "transport":
-			q.websocket = q.websocket || string(val) == "websocket"
+			q.WebSocket = q.WebSocket || string(val) == "websocket"
 		case "sid":
-			if !q.hasSID {
-				q.hasSID = true
-				q.sidStart = off + len(key) + 1
-				q.sidEnd = q.sidStart + len(val)
+			if !q.HasSID {
+				q.HasSID = true
+				q.SIDStart = off + len(key) + 1
+				q.SIDEnd = q.SIDStart + len(val)
 			}
 		}
 		off += len(p) + 1
@@ -99,15 +101,15 @@ func hasSocketIOSegment(path []byte) bool {
 	}
 }
 
-// maxSIDLen bounds the sid we tag; Engine.IO's are 20 characters.
-const maxSIDLen = 128
+// MaxSIDLen bounds the sid we tag; Engine.IO's are 20 characters.
+const MaxSIDLen = 128
 
-// tagHandshake appends to dst the handshake body with "." + tok inserted
+// TagHandshake appends to dst the handshake body with "." + tok inserted
 // after the sid of its open packet, in any of the three payload forms, and
 // returns the new body, the (untagged) sid, and the session's time to live
 // (pingInterval + pingTimeout when the packet gives them, else 0). ok is false
 // when body is not an open packet it understands; dst is then unchanged.
-func tagHandshake(dst, body, tok []byte) (out, sid []byte, ttl time.Duration, ok bool) {
+func TagHandshake(dst, body, tok []byte) (out, sid []byte, ttl time.Duration, ok bool) {
 	tag := 1 + len(tok)
 	switch {
 	case len(body) >= 2 && body[0] == '0' && body[1] == '{':
@@ -194,7 +196,7 @@ func openPacket(pkt []byte) (at int, sid []byte, ttl time.Duration, ok bool) {
 	end := start
 	for end < len(pkt) && pkt[end] != '"' {
 		c := pkt[end]
-		if c == '\\' || c < 0x21 || c >= 0x7f || end-start >= maxSIDLen {
+		if c == '\\' || c < 0x21 || c >= 0x7f || end-start >= MaxSIDLen {
 			return 0, nil, 0, false
 		}
 		end++

@@ -1,4 +1,4 @@
-package loop
+package proxyproto
 
 import (
 	"bytes"
@@ -45,30 +45,30 @@ func TestParseProxyHeader(t *testing.T) {
 		{"v2 secret TLV", v2ipv4([4]byte{10, 0, 0, 9}, [4]byte{10, 0, 0, 1}, 1, 2, append([]byte{0xE0, 0, 16}, secret...)...), "10.0.0.9", false, true, nil},
 		{"v2 unknown TLV skipped", v2ipv4([4]byte{10, 0, 0, 9}, [4]byte{10, 0, 0, 1}, 1, 2, 0x04, 0, 2, 'h', 'i'), "10.0.0.9", false, false, nil},
 
-		{"empty", nil, "", false, false, errProxyNeedMore},
-		{"v1 truncated", []byte("PROXY TCP4 192.0.2.7 19"), "", false, false, errProxyNeedMore},
-		{"v2 truncated signature", []byte("\r\n\r\n\x00\r\nQU"), "", false, false, errProxyNeedMore},
-		{"v2 truncated body", v2ipv4([4]byte{1, 2, 3, 4}, [4]byte{5, 6, 7, 8}, 1, 2)[:20], "", false, false, errProxyNeedMore},
+		{"empty", nil, "", false, false, ErrNeedMore},
+		{"v1 truncated", []byte("PROXY TCP4 192.0.2.7 19"), "", false, false, ErrNeedMore},
+		{"v2 truncated signature", []byte("\r\n\r\n\x00\r\nQU"), "", false, false, ErrNeedMore},
+		{"v2 truncated body", v2ipv4([4]byte{1, 2, 3, 4}, [4]byte{5, 6, 7, 8}, 1, 2)[:20], "", false, false, ErrNeedMore},
 
-		{"HTTP instead", []byte("GET / HTTP/1.1\r\n"), "", false, false, errProxyBad},
-		{"garbage", []byte{0x16, 0x03, 0x01, 0x00}, "", false, false, errProxyBad},
-		{"v1 lower case", []byte("proxy TCP4 1.2.3.4 1.2.3.4 1 2\r\n"), "", false, false, errProxyBad},
-		{"v1 bad address", []byte("PROXY TCP4 1.2.3.999 1.2.3.4 1 2\r\n"), "", false, false, errProxyBad},
-		{"v1 family mismatch", []byte("PROXY TCP4 ::1 ::1 1 2\r\n"), "", false, false, errProxyBad},
-		{"v1 bad port", []byte("PROXY TCP4 1.2.3.4 1.2.3.4 1 65536\r\n"), "", false, false, errProxyBad},
-		{"v1 missing port", []byte("PROXY TCP4 1.2.3.4 1.2.3.4 1\r\n"), "", false, false, errProxyBad},
-		{"v1 bare LF", []byte("PROXY TCP4 1.2.3.4 1.2.3.4 1 2\n"), "", false, false, errProxyBad},
-		{"v1 too long", append([]byte("PROXY TCP4 "), bytes.Repeat([]byte("1"), 120)...), "", false, false, errProxyBad},
-		{"v2 version 1", append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x11, 0x11, 0, 0), "", false, false, errProxyBad},
-		{"v2 bad command", append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x22, 0x11, 0, 0), "", false, false, errProxyBad},
-		{"v2 bad family", v2(1, 0x41, nil), "", false, false, errProxyBad},
-		{"v2 IPv4 too short", v2(1, 0x11, make([]byte, 8)), "", false, false, errProxyBad},
-		{"v2 too long", append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x21, 0x11, 0xff, 0xff), "", false, false, errProxyBad},
-		{"v2 broken TLV", v2ipv4([4]byte{1, 2, 3, 4}, [4]byte{5, 6, 7, 8}, 1, 2, 0x20, 0, 9, 1), "", false, false, errProxyBad},
+		{"HTTP instead", []byte("GET / HTTP/1.1\r\n"), "", false, false, ErrBad},
+		{"garbage", []byte{0x16, 0x03, 0x01, 0x00}, "", false, false, ErrBad},
+		{"v1 lower case", []byte("proxy TCP4 1.2.3.4 1.2.3.4 1 2\r\n"), "", false, false, ErrBad},
+		{"v1 bad address", []byte("PROXY TCP4 1.2.3.999 1.2.3.4 1 2\r\n"), "", false, false, ErrBad},
+		{"v1 family mismatch", []byte("PROXY TCP4 ::1 ::1 1 2\r\n"), "", false, false, ErrBad},
+		{"v1 bad port", []byte("PROXY TCP4 1.2.3.4 1.2.3.4 1 65536\r\n"), "", false, false, ErrBad},
+		{"v1 missing port", []byte("PROXY TCP4 1.2.3.4 1.2.3.4 1\r\n"), "", false, false, ErrBad},
+		{"v1 bare LF", []byte("PROXY TCP4 1.2.3.4 1.2.3.4 1 2\n"), "", false, false, ErrBad},
+		{"v1 too long", append([]byte("PROXY TCP4 "), bytes.Repeat([]byte("1"), 120)...), "", false, false, ErrBad},
+		{"v2 version 1", append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x11, 0x11, 0, 0), "", false, false, ErrBad},
+		{"v2 bad command", append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x22, 0x11, 0, 0), "", false, false, ErrBad},
+		{"v2 bad family", v2(1, 0x41, nil), "", false, false, ErrBad},
+		{"v2 IPv4 too short", v2(1, 0x11, make([]byte, 8)), "", false, false, ErrBad},
+		{"v2 too long", append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x21, 0x11, 0xff, 0xff), "", false, false, ErrBad},
+		{"v2 broken TLV", v2ipv4([4]byte{1, 2, 3, 4}, [4]byte{5, 6, 7, 8}, 1, 2, 0x20, 0, 9, 1), "", false, false, ErrBad},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h, err := parseProxyHeader(c.in)
+			h, err := Parse(c.in)
 			if err != c.err {
 				t.Fatalf("err = %v, want %v", err, c.err)
 			}
@@ -76,14 +76,14 @@ func TestParseProxyHeader(t *testing.T) {
 				return
 			}
 			got := ""
-			if h.src.IsValid() {
-				got = h.src.String()
+			if h.Src.IsValid() {
+				got = h.Src.String()
 			}
-			if got != c.src || h.tls != c.tls || (h.secret != nil) != c.secret {
-				t.Fatalf("got src %q tls %v secret %v, want %q %v %v", got, h.tls, h.secret != nil, c.src, c.tls, c.secret)
+			if got != c.src || h.TLS != c.tls || (h.Secret != nil) != c.secret {
+				t.Fatalf("got src %q tls %v secret %v, want %q %v %v", got, h.TLS, h.Secret != nil, c.src, c.tls, c.secret)
 			}
-			if end := bytes.Index(c.in, []byte("GET")); end > 0 && h.n != end {
-				t.Fatalf("header length %d, want %d", h.n, end)
+			if end := bytes.Index(c.in, []byte("GET")); end > 0 && h.N != end {
+				t.Fatalf("header length %d, want %d", h.N, end)
 			}
 		})
 	}
@@ -93,9 +93,9 @@ func TestParseProxyHeader(t *testing.T) {
 func TestAppendProxyV2RoundTrip(t *testing.T) {
 	secret := []byte("0123456789abcdef")
 	for _, src := range []string{"192.0.2.7:5000", "[2001:db8::7]:5000"} {
-		b := appendProxyV2(nil, netip.MustParseAddrPort(src), netip.MustParseAddrPort("127.0.0.1:443"), true, secret)
-		h, err := parseProxyHeader(b)
-		if err != nil || h.n != len(b) || h.src != netip.MustParseAddrPort(src).Addr() || !h.tls || !bytes.Equal(h.secret, secret) {
+		b := AppendV2(nil, netip.MustParseAddrPort(src), netip.MustParseAddrPort("127.0.0.1:443"), true, secret)
+		h, err := Parse(b)
+		if err != nil || h.N != len(b) || h.Src != netip.MustParseAddrPort(src).Addr() || !h.TLS || !bytes.Equal(h.Secret, secret) {
 			t.Fatalf("%s: %+v %v", src, h, err)
 		}
 	}
@@ -110,16 +110,16 @@ func FuzzProxyHeader(f *testing.F) {
 	f.Add(v2ipv4([4]byte{1, 2, 3, 4}, [4]byte{5, 6, 7, 8}, 1, 2, 0x20, 0, 5, 1, 0, 0, 0, 0))
 	f.Add(v2(0, 0, nil))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		h, err := parseProxyHeader(in)
-		if err == nil && (h.n <= 0 || h.n > len(in)) {
-			t.Fatalf("length %d of %d", h.n, len(in))
+		h, err := Parse(in)
+		if err == nil && (h.N <= 0 || h.N > len(in)) {
+			t.Fatalf("length %d of %d", h.N, len(in))
 		}
 		for i := range len(in) {
-			_, perr := parseProxyHeader(in[:i])
+			_, perr := Parse(in[:i])
 			if perr == nil && err == nil {
 				continue // a shorter complete header (e.g. v1 followed by more)
 			}
-			if perr != errProxyNeedMore && perr != err {
+			if perr != ErrNeedMore && perr != err {
 				t.Fatalf("prefix %d: %v, whole: %v", i, perr, err)
 			}
 		}
