@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log"
 	"net/netip"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,9 +63,10 @@ const (
 // re-resolution, keeping the same *Backend (and its counts) for an address
 // that stays. Safe for concurrent use.
 type Balancer struct {
-	cfg    Config  // normalized; immutable (cfg.Backends is the set New got)
-	clock  Clock   // immutable
-	routes []route // immutable; in matching order (see New)
+	cfg     Config        // normalized; immutable (cfg.Backends is the set New got)
+	clock   Clock         // immutable
+	routes  []routeTarget // immutable; in configuration order, default route last
+	matcher *Matcher      // immutable; over routes
 
 	pools atomic.Pointer[poolSet] // replaced when a reload adds a pool; never nil
 
@@ -174,20 +174,11 @@ func New(cfg Config) (*Balancer, error) {
 	if len(bl.routes) == 0 {
 		return nil, fmt.Errorf("balancer: no route: add --route /=POOL or a backend in pool %q", DefaultPool)
 	}
-	// Matching order: exact hosts, then wildcards (longest suffix first),
-	// then host-less routes; within each, longest prefix first. Route takes
-	// the first match, so a host's own routes are tried before falling back
-	// to less specific hosts.
-	sort.SliceStable(bl.routes, func(i, j int) bool {
-		a, b := &bl.routes[i], &bl.routes[j]
-		if a.kind != b.kind {
-			return a.kind < b.kind
-		}
-		if a.kind == routeWildcard && len(a.host) != len(b.host) {
-			return len(a.host) > len(b.host)
-		}
-		return len(a.prefix) > len(b.prefix)
-	})
+	rules := make([]Rule, len(bl.routes))
+	for i, r := range bl.routes {
+		rules[i] = Rule{r.cfg.Host, r.cfg.Prefix}
+	}
+	bl.matcher = NewMatcher(rules)
 	return bl, nil
 }
 
@@ -229,16 +220,15 @@ func checkBackends(in []BackendConfig) ([]BackendConfig, error) {
 // backendKey identifies a backend across reloads: pool and address.
 func backendKey(pool, addr string) string { return pool + "\x00" + strings.ToLower(addr) }
 
-func compileRoute(rc RouteConfig, p *Pool) route {
-	r := route{kind: routeAnyHost, prefix: rc.Prefix, pool: p, cfg: rc}
-	switch {
-	case strings.HasPrefix(rc.Host, "*."):
-		r.kind, r.host = routeWildcard, rc.Host[1:]
-	case rc.Host != "":
-		r.kind, r.host = routeExact, rc.Host
-	}
-	r.strip = rc.Strip && rc.Prefix != "/"
-	return r
+// routeTarget is where a route sends what it matches.
+type routeTarget struct {
+	pool  *Pool
+	strip bool // and the prefix is not "/"
+	cfg   RouteConfig
+}
+
+func compileRoute(rc RouteConfig, p *Pool) routeTarget {
+	return routeTarget{pool: p, strip: rc.Strip && rc.Prefix != "/", cfg: rc}
 }
 
 // Pools returns the pools in configuration order (pools first named by a
@@ -282,16 +272,13 @@ func (b *Balancer) Routes() []RouteConfig {
 // number of leading bytes of path to remove (http1.Request.AppendTarget); otherwise
 // 0. It does not allocate.
 func (b *Balancer) Route(host, path []byte) (p *Pool, stripLen int) {
-	h := hostWithoutPort(host)
-	for i := range b.routes {
-		r := &b.routes[i]
-		if !r.matchHost(h) || !r.matchPath(path) {
-			continue
-		}
-		if r.strip {
-			return r.pool, len(r.prefix)
-		}
-		return r.pool, 0
+	i := b.matcher.Match(host, path)
+	if i < 0 {
+		return nil, 0
 	}
-	return nil, 0
+	r := &b.routes[i]
+	if r.strip {
+		return r.pool, len(r.cfg.Prefix)
+	}
+	return r.pool, 0
 }

@@ -149,17 +149,7 @@ func normalizeRoute(rc RouteConfig) (RouteConfig, error) {
 	return rc, nil
 }
 
-// route is a RouteConfig compiled for matching. Immutable after New.
-type route struct {
-	kind   routeKind
-	host   string // exact: lower-case host; wildcard: lower-case suffix with its leading "."
-	prefix string // as in RouteConfig.Prefix
-	strip  bool   // and prefix != "/"
-	pool   *Pool
-	cfg    RouteConfig
-}
-
-// routeKind orders routes: more specific hosts first.
+// routeKind orders rules (Matcher): more specific hosts first.
 type routeKind uint8
 
 const (
@@ -167,31 +157,6 @@ const (
 	routeWildcard
 	routeAnyHost
 )
-
-// matchHost reports whether the route's host accepts h (already without
-// port and trailing dot).
-func (r *route) matchHost(h []byte) bool {
-	switch r.kind {
-	case routeExact:
-		return len(h) == len(r.host) && hasPrefixFold(h, r.host)
-	case routeWildcard:
-		return len(h) > len(r.host) && hasPrefixFold(h[len(h)-len(r.host):], r.host)
-	}
-	return true
-}
-
-// matchPath reports whether path starts with the route's prefix on a
-// segment boundary.
-func (r *route) matchPath(path []byte) bool {
-	if r.prefix == "/" {
-		return true
-	}
-	n := len(r.prefix)
-	if len(path) < n || string(path[:n]) != r.prefix {
-		return false
-	}
-	return len(path) == n || path[n] == '/'
-}
 
 // hasPrefixFold reports whether b starts with lower, comparing ASCII
 // letters case-insensitively; lower must be lower case.
@@ -211,9 +176,10 @@ func hasPrefixFold(b []byte, lower string) bool {
 	return true
 }
 
-// hostWithoutPort returns the host part of a Host header value: without
-// ":port", and without one trailing dot. "[::1]:80" gives "[::1]".
-func hostWithoutPort(h []byte) []byte {
+// HostName returns the host part of a Host header value: without ":port",
+// and without one trailing dot. "[::1]:80" gives "[::1]". It is the form
+// routes and rules match on.
+func HostName(h []byte) []byte {
 	if len(h) > 0 && h[0] == '[' {
 		if i := bytes.IndexByte(h, ']'); i >= 0 {
 			return h[:i+1]

@@ -78,7 +78,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	if bodyKind == http1.BodyLength && s.cfg.MaxBodyBytes > 0 && req.ContentLength > s.cfg.MaxBodyBytes {
 		return s.reject(cc, 413)
 	}
-	pool, strip := s.cfg.Balancer.Route(hostOnly(req.Host.Of(head)), reqPath(req, head))
+	pool, strip := s.cfg.Balancer.Route(req.Host.Of(head), reqPath(req, head))
 	ex.rec.pool = pool
 	if pool == nil {
 		return s.reject(cc, 404)

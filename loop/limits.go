@@ -88,97 +88,10 @@ func ParseRateLimit(s string) (RateLimit, error) {
 }
 
 // parseHostPrefix checks and normalises "[HOST]/PREFIX" by the rules of
-// --route (balancer.ParseRoute).
+// --route (balancer.ParseRule).
 func parseHostPrefix(hp string) (host, prefix string, err error) {
-	rc, err := balancer.ParseRoute(hp + "=x")
-	if err != nil {
-		msg := err.Error()
-		if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, "balancer: route") {
-			msg = msg[i+2:]
-		}
-		return "", "", fmt.Errorf("%s", msg)
-	}
-	return rc.Host, rc.Prefix, nil
-}
-
-// ---------------------------------------------------------------------------
-// Route-like rules: [HOST]/PREFIX matched as balancer.Balancer.Route does.
-
-type hostRule struct {
-	kind   uint8  // 0 exact host, 1 wildcard, 2 any host
-	host   string // exact: lower-case host; wildcard: ".suffix"
-	prefix string
-	idx    int // into the caller's slice
-}
-
-// hostRules finds the most specific rule for a host and path: exact hosts
-// before wildcards before host-less rules, each by longest prefix.
-// Immutable after newHostRules.
-type hostRules []hostRule
-
-func newHostRules(n int, at func(i int) (host, prefix string)) hostRules {
-	rs := make(hostRules, 0, n)
-	for i := range n {
-		h, p := at(i)
-		r := hostRule{host: h, prefix: p, idx: i}
-		switch {
-		case h == "":
-			r.kind = 2
-		case strings.HasPrefix(h, "*."):
-			r.kind, r.host = 1, h[1:]
-		}
-		rs = append(rs, r)
-	}
-	// Stable order: kind, then longer prefix (then longer wildcard suffix).
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && rs[j].before(rs[j-1]); j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
-		}
-	}
-	return rs
-}
-
-func (a hostRule) before(b hostRule) bool {
-	if a.kind != b.kind {
-		return a.kind < b.kind
-	}
-	if a.kind == 1 && len(a.host) != len(b.host) {
-		return len(a.host) > len(b.host)
-	}
-	return len(a.prefix) > len(b.prefix)
-}
-
-// match returns the index of the rule for host (a Host header value, port
-// allowed) and path, or -1.
-func (rs hostRules) match(host, path []byte) int {
-	if len(rs) == 0 {
-		return -1
-	}
-	h := hostOnly(host)
-	if n := len(h); n > 0 && h[n-1] == '.' {
-		h = h[:n-1]
-	}
-	for i := range rs {
-		r := &rs[i]
-		switch r.kind {
-		case 0:
-			if !http1.EqualFold(h, r.host) {
-				continue
-			}
-		case 1:
-			if len(h) <= len(r.host) || !http1.EqualFold(h[len(h)-len(r.host):], r.host) {
-				continue
-			}
-		}
-		if r.prefix != "/" {
-			n := len(r.prefix)
-			if len(path) < n || string(path[:n]) != r.prefix || (len(path) > n && path[n] != '/') {
-				continue
-			}
-		}
-		return r.idx
-	}
-	return -1
+	r, err := balancer.ParseRule(hp)
+	return r.Host, r.Prefix, err
 }
 
 // ---------------------------------------------------------------------------
@@ -339,10 +252,10 @@ func (t *bucketTable) len() int {
 type edgeState struct {
 	cfg     EdgeConfig
 	perIP   connTable
-	rates   []*bucketTable // parallel to cfg.RateLimits
-	rateIdx hostRules
-	origins originRules // origin.go
-	tls     *tlsFront   // tls.go; nil without TLS
+	rates   []*bucketTable    // parallel to cfg.RateLimits
+	rateIdx *balancer.Matcher // over cfg.RateLimits
+	origins originRules       // origin.go
+	tls     *tlsFront         // tls.go; nil without TLS
 	secret  [proxyproto.SecretLen]byte
 	tlsPort string // the TLS listener's port, for --redirect-https
 }
@@ -358,9 +271,11 @@ func newEdge(cfg EdgeConfig) (*edgeState, error) {
 		}
 		e.rates = append(e.rates, newBucketTable(rl.Rate, max(rl.Burst, 1)))
 	}
-	e.rateIdx = newHostRules(len(cfg.RateLimits), func(i int) (string, string) {
-		return cfg.RateLimits[i].Host, cfg.RateLimits[i].Prefix
-	})
+	rules := make([]balancer.Rule, len(cfg.RateLimits))
+	for i, rl := range cfg.RateLimits {
+		rules[i] = balancer.Rule{Host: rl.Host, Prefix: rl.Prefix}
+	}
+	e.rateIdx = balancer.NewMatcher(rules)
 	e.origins = newOriginRules(cfg.AllowedOrigins)
 	return e, nil
 }
@@ -457,11 +372,11 @@ func (s *Server) edgeRequest(cc *clientConn, ex *exchange, head []byte) (act act
 		b := buffers.Get().(*[]byte)
 		ex.target = req.AppendTarget(ex.target[:0], head, 0) // the normalized path and the query, in origin form
 		close := s.closeAfterEdge(req)
-		*b = http1.AppendRedirectHTTPS((*b)[:0], hostOnly(req.Host.Of(head)), e.tlsPort, ex.target, close)
+		*b = http1.AppendRedirectHTTPS((*b)[:0], balancer.HostName(req.Host.Of(head)), e.tlsPort, ex.target, close)
 		return s.edgeAnswer(cc, req, b, 301, close), true
 	}
 	if req.WebSocket {
-		if i := e.origins.rules.match(req.Host.Of(head), reqPath(req, head)); i >= 0 {
+		if i := e.origins.rules.Match(req.Host.Of(head), reqPath(req, head)); i >= 0 {
 			origin, ok := req.Get(head, "Origin")
 			if ok && !e.origins.allowed(i, origin) {
 				s.m.originRefused.Inc()
@@ -472,7 +387,7 @@ func (s *Server) edgeRequest(cc *clientConn, ex *exchange, head []byte) (act act
 			}
 		}
 	}
-	if i := e.rateIdx.match(req.Host.Of(head), reqPath(req, head)); i >= 0 && cc.clientIP.IsValid() {
+	if i := e.rateIdx.Match(req.Host.Of(head), reqPath(req, head)); i >= 0 && cc.clientIP.IsValid() {
 		t := e.rates[i]
 		if ok, retry := t.take(keyOf(cc.clientIP), t.now()); !ok {
 			s.m.rateLimited.Inc()

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/http1"
 )
 
@@ -58,7 +59,7 @@ func normalizeOrigin(o string) (string, error) {
 
 // originRules holds the allowed origins per route. Immutable.
 type originRules struct {
-	rules   hostRules
+	rules   *balancer.Matcher
 	origins [][]string // per rule (index of rules' idx)
 }
 
@@ -78,7 +79,11 @@ func newOriginRules(aos []AllowedOrigin) originRules {
 		}
 		or.origins[i] = append(or.origins[i], ao.Origin)
 	}
-	or.rules = newHostRules(len(keys), func(i int) (string, string) { return keys[i].host, keys[i].prefix })
+	rules := make([]balancer.Rule, len(keys))
+	for i, k := range keys {
+		rules[i] = balancer.Rule{Host: k.host, Prefix: k.prefix}
+	}
+	or.rules = balancer.NewMatcher(rules)
 	return or
 }
 
