@@ -13,6 +13,7 @@ import (
 
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/http1"
+	"github.com/wsgate/wsgate/loop/limit"
 )
 
 type ctxKey struct{}
@@ -46,14 +47,14 @@ type clientConn struct {
 	// callback closes it. Taken by Swap on either side.
 	own atomic.Pointer[upConn]
 
-	// Edge (limits.go, proxyproto.go). clientIP is set in onPrepare and, by a
+	// Edge (edge.go, edge_proxy.go). clientIP is set in onPrepare and, by a
 	// PROXY header, before the first request; proxy is the header still to
 	// read; ipKey/ipHeld are its --max-conns-per-ip count, released by the
 	// close callback. Handler goroutine only, once netpoll has handed over.
 	clientIP netip.Addr
 	proxy    uint8
 	ipHeld   bool
-	ipKey    addrKey
+	ipKey    limit.Key
 }
 
 // markBusy claims an idle connection for its handler; false when the idle
@@ -83,7 +84,7 @@ const (
 )
 
 func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
-	if !s.admitConn(conn) { // limits.go: --max-conns
+	if !s.admitConn(conn) { // edge.go: --max-conns
 		return context.Background()
 	}
 	cc := &clientConn{conn: conn, acceptedAt: time.Now(), wheel: wheelLinks{slot: -1}}
@@ -98,12 +99,12 @@ func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 		}
 		s.idle.remove(cc)
 		s.open.Add(-1)
-		s.releaseIP(cc) // limits.go
+		s.releaseIP(cc) // edge.go
 		return nil
 	})
 	cc.state.Store(stateIdle)
 	s.idle.add(cc, s.cfg.HeaderTimeout)
-	if !s.prepareEdge(cc, ip) { // limits.go: PROXY header to come, or --max-conns-per-ip now
+	if !s.prepareEdge(cc, ip) { // edge.go: PROXY header to come, or --max-conns-per-ip now
 		refuse(conn)
 	}
 	return context.WithValue(context.Background(), ctxKey{}, cc)
@@ -137,7 +138,7 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	if !cc.markBusy(s.idle) {
 		return nil // the idle wheel is closing it
 	}
-	if cc.proxy != proxyNone && !s.readProxyHeader(cc) { // proxyproto.go
+	if cc.proxy != proxyNone && !s.readProxyHeader(cc) { // edge_proxy.go
 		return conn.Close()
 	}
 	ex := exchanges.Get().(*exchange)

@@ -1,6 +1,8 @@
 package loop_test
 
 import (
+	"github.com/wsgate/wsgate/loop/limit"
+
 	"bufio"
 	"io"
 	"net"
@@ -91,11 +93,11 @@ func TestRateLimit(t *testing.T) {
 	be := httpBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	p := startProxy(t, []string{be}, func(c *loop.Config, _ *tunnel.Config) {
 		c.Edge.ProxyProtocol = true
-		rl, err := loop.ParseRateLimit("/login=1/m,burst=2")
+		rl, err := limit.ParseRateLimit("/login=1/m,burst=2")
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Edge.RateLimits = []loop.RateLimit{rl}
+		c.Edge.RateLimits = []limit.RateLimit{rl}
 	})
 	get := func(ip, path string) *http.Response {
 		t.Helper()
@@ -138,7 +140,7 @@ func TestRateLimit(t *testing.T) {
 // answered too.
 func TestRateLimitKeepAlive(t *testing.T) {
 	p := startProxy(t, []string{headersBackend(t)}, func(c *loop.Config, _ *tunnel.Config) {
-		c.Edge.RateLimits = []loop.RateLimit{{Prefix: "/", Rate: 0.001, Burst: 1}}
+		c.Edge.RateLimits = []limit.RateLimit{{Prefix: "/", Rate: 0.001, Burst: 1}}
 	})
 	c := dial(t, p.addr)
 	c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -152,25 +154,6 @@ func TestRateLimitKeepAlive(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		if resp.StatusCode != want {
 			t.Fatalf("request %d: %d, want %d", i+1, resp.StatusCode, want)
-		}
-	}
-}
-
-func TestParseRateLimit(t *testing.T) {
-	good := map[string]loop.RateLimit{
-		"/login=5/s":                   {Prefix: "/login", Rate: 5, Burst: 5},
-		"api.test/token=0.5/s,burst=3": {Host: "api.test", Prefix: "/token", Rate: 0.5, Burst: 3},
-		"/socket.io=120/m":             {Prefix: "/socket.io", Rate: 2, Burst: 2},
-	}
-	for in, want := range good {
-		got, err := loop.ParseRateLimit(in)
-		if err != nil || got != want {
-			t.Errorf("%q: %+v %v, want %+v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "/login", "/login=5", "/login=0/s", "/login=-1/s", "/login=5/h", "login=5/s", "/login=5/s,burst=0", "/login=5/s,burst=x", "a:80/x=1/s", "/a=b=1/s", "/%6cogin=1/s", "/x/../login=1/s"} {
-		if _, err := loop.ParseRateLimit(in); err == nil {
-			t.Errorf("%q accepted", in)
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package loop_test
 
 import (
+	"github.com/wsgate/wsgate/loop/limit"
+
 	"bufio"
 	"net/http"
 	"sync/atomic"
@@ -24,7 +26,7 @@ func TestAllowedOrigin(t *testing.T) {
 	}))
 	p := startProxy(t, []string{be}, func(c *loop.Config, _ *tunnel.Config) {
 		for _, v := range []string{"/app=https://app.example.com", "/app=https://admin.example.com/", "other.test/=https://other.example"} {
-			ao, err := loop.ParseAllowedOrigin(v)
+			ao, err := limit.ParseAllowedOrigin(v)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -69,18 +71,6 @@ func TestAllowedOrigin(t *testing.T) {
 				t.Fatalf("backend reached: %v, want %v", got, c.reachesBackend)
 			}
 		})
-	}
-}
-
-func TestParseAllowedOrigin(t *testing.T) {
-	for _, in := range []string{"", "/app", "/app=", "/app=app.example.com", "/app=https://a.example/path", "app=https://a.example", "/app=https://"} {
-		if _, err := loop.ParseAllowedOrigin(in); err == nil {
-			t.Errorf("%q accepted", in)
-		}
-	}
-	ao, err := loop.ParseAllowedOrigin("Example.COM/chat/=HTTPS://App.Example.com:8443")
-	if err != nil || ao != (loop.AllowedOrigin{Host: "example.com", Prefix: "/chat", Origin: "https://app.example.com:8443"}) {
-		t.Fatalf("%+v %v", ao, err)
 	}
 }
 

@@ -63,7 +63,7 @@ func (s *Server) readProxyHeader(cc *clientConn) bool {
 			if h.TLS {
 				cc.fwd.Proto = "https"
 			}
-			return s.acquireIP(cc) // limits.go: --max-conns-per-ip with the real client
+			return s.acquireIP(cc) // edge.go: --max-conns-per-ip with the real client
 		}
 		if perr != proxyproto.ErrNeedMore {
 			s.m.countProxyHeader(proxyResultBad)

@@ -68,7 +68,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	defer s.inflight.Add(-1)
 	defer s.stickyDone(ex) // sticky.go: after the backend's Release
 	s.recordHead(ex, head) // accesslog.go
-	// limits.go: --redirect-https, --allowed-origin, --rate-limit
+	// edge.go: --redirect-https, --allowed-origin, --rate-limit
 	if act, done := s.edgeRequest(cc, ex, head); done {
 		return act
 	}

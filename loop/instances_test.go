@@ -1,6 +1,8 @@
 package loop_test
 
 import (
+	"github.com/wsgate/wsgate/loop/limit"
+
 	"net"
 	"testing"
 
@@ -13,7 +15,7 @@ import (
 func TestTwoServersShareNothing(t *testing.T) {
 	be := rawBackend(t, func(c net.Conn) { serveEcho(c, nil) })
 	limited := func(lc *loop.Config, _ *tunnel.Config) {
-		lc.Edge.RateLimits = []loop.RateLimit{{Prefix: "/x", Rate: 0.001, Burst: 1}}
+		lc.Edge.RateLimits = []limit.RateLimit{{Prefix: "/x", Rate: 0.001, Burst: 1}}
 	}
 	a := startProxy(t, []string{be}, limited)
 	b := startProxy(t, []string{be}, limited)

@@ -32,7 +32,7 @@ type serverMetrics struct {
 	poolCounters   sync.Map // pool name → *[6]*metrics.Counter, by status class
 	handshake      map[string]*metrics.Counter
 
-	// Edge (limits.go, limits_accept.go, proxyproto.go).
+	// Edge (edge.go, accept.go, edge_proxy.go).
 	refusedMaxConns, refusedPerIP, refusedOutOfFiles *metrics.Counter
 	rateLimited, originRefused, redirects            *metrics.Counter
 	proxyHeaders                                     map[string]*metrics.Counter

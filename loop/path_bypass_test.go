@@ -1,6 +1,8 @@
 package loop_test
 
 import (
+	"github.com/wsgate/wsgate/loop/limit"
+
 	"bufio"
 	"io"
 	"net/http"
@@ -64,11 +66,11 @@ func status(t *testing.T, addr, raw string) int {
 func TestEncodedPathMeetsOriginRule(t *testing.T) {
 	be := newURIRecorder(t)
 	p := startProxy(t, []string{be.addr}, func(c *loop.Config, _ *tunnel.Config) {
-		ao, err := loop.ParseAllowedOrigin("/ws=https://app.example")
+		ao, err := limit.ParseAllowedOrigin("/ws=https://app.example")
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Edge.AllowedOrigins = []loop.AllowedOrigin{ao}
+		c.Edge.AllowedOrigins = []limit.AllowedOrigin{ao}
 	})
 	for _, path := range []string{"/ws", "/%77s", "/%77%73/chat", "/x/../ws", "/%2e/ws", "/public/%2E%2E/ws"} {
 		hs := "GET " + path + " HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
@@ -85,7 +87,7 @@ func TestEncodedPathMeetsOriginRule(t *testing.T) {
 func TestEncodedPathMeetsRateLimit(t *testing.T) {
 	be := newURIRecorder(t)
 	p := startProxy(t, []string{be.addr}, func(c *loop.Config, _ *tunnel.Config) {
-		c.Edge.RateLimits = []loop.RateLimit{{Prefix: "/login", Rate: 0.001, Burst: 1}}
+		c.Edge.RateLimits = []limit.RateLimit{{Prefix: "/login", Rate: 0.001, Burst: 1}}
 	})
 	if got := status(t, p.addr, "GET /login HTTP/1.1\r\nHost: a\r\n\r\n"); got != 200 {
 		t.Fatalf("first /login: %d", got)

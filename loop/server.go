@@ -82,7 +82,7 @@ type Config struct {
 	AccessLog *AccessLog
 
 	// Edge: PROXY protocol, connection and rate limits, WebSocket origins,
-	// TLS termination, redirect to https (limits.go); zero: none of it.
+	// TLS termination, redirect to https (edge.go); zero: none of it.
 	Edge EdgeConfig
 }
 
@@ -135,7 +135,7 @@ type Server struct {
 
 	drainPhase atomic.Int32 // DrainPhase (drain.go)
 
-	edge *edgeState // limits.go; immutable after New
+	edge *edgeState // edge.go; immutable after New
 
 	m *serverMetrics // metrics.go; immutable after New
 	// outOfFiles limits the "out of files" log line (upstream.go).
@@ -227,7 +227,7 @@ func (s *Server) serveLoop(ln net.Listener, name string) error {
 		return fmt.Errorf("loop: %w", err)
 	}
 	s.loops = append(s.loops, el)
-	sl, err := shedding(ln, s.m.refusedOutOfFiles) // limits_accept.go: EMFILE without spinning
+	sl, err := shedding(ln, s.m.refusedOutOfFiles) // accept.go: EMFILE without spinning
 	if err != nil {
 		return fmt.Errorf("loop: %w", err)
 	}

@@ -40,7 +40,7 @@ import (
 // connection does the handshake with crypto/tls, dials a private plain
 // listener (a Unix socket in the abstract namespace, served by netpoll
 // exactly like --listen) and relays plaintext both ways. The first bytes
-// on that inner connection are a PROXY v2 header (proxyproto.go) naming the
+// on that inner connection are a PROXY v2 header (loop/proxyproto) naming the
 // real client, with the PP2_TYPE_SSL TLV (so X-Forwarded-Proto is https and
 // --redirect-https leaves it alone) and a random per-process secret TLV, so
 // that no other local process can pose as the front. Every feature of the
@@ -142,22 +142,13 @@ type tlsFront struct {
 	closed      atomic.Bool
 }
 
-// openEdge sets up the edge state, and with TLS its listeners, the inner
-// listener and the certificates. Called by New after the plain listeners.
-func (s *Server) openEdge() error {
-	e, err := newEdge(s.cfg.Edge)
-	if err != nil {
-		return err
-	}
-	s.edge = e
-	tc := s.cfg.Edge.TLS
-	if len(tc.Listen) == 0 {
-		return nil
-	}
+// openFront sets up the TLS front for tc: its certificates, its listeners
+// and the inner listener its plaintext is served on.
+func openFront(s *Server, tc TLSConfig) (*tlsFront, error) {
 	f := &tlsFront{s: s, files: tc.Certs}
 	set, err := loadCerts(tc.Certs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f.certs.Store(set)
 	f.conf = &tls.Config{
@@ -174,20 +165,18 @@ func (s *Server) openEdge() error {
 	f.innerA = &net.UnixAddr{Net: "unix", Name: fmt.Sprintf("@wsgate-tls-inner-%d-%x", os.Getpid(), nonce)}
 	inner, err := net.ListenUnix("unix", f.innerA)
 	if err != nil {
-		return fmt.Errorf("tls: inner listener: %w", err)
+		return nil, fmt.Errorf("tls: inner listener: %w", err)
 	}
 	f.inner = inner
 	for _, addr := range tc.Listen {
 		ln, err := Listen(addr)
 		if err != nil {
 			f.closeListeners()
-			return fmt.Errorf("listen %s: %w", addr, err)
+			return nil, fmt.Errorf("listen %s: %w", addr, err)
 		}
 		f.lns = append(f.lns, ln)
 	}
-	_, e.tlsPort, _ = net.SplitHostPort(f.lns[0].Addr().String())
-	e.tls = f
-	return nil
+	return f, nil
 }
 
 func (f *tlsFront) closeListeners() {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/wsgate/wsgate/loop/limit"
+
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -74,14 +76,14 @@ func (e *edgeOptions) config() (loop.EdgeConfig, error) {
 	c.RedirectHTTPS, c.ProxyProtocol = e.redirectHTTPS, e.proxyProtocol
 	c.MaxConns, c.MaxConnsPerIP = e.maxConns, e.maxConnsPerIP
 	for _, v := range e.rateLimits {
-		rl, err := loop.ParseRateLimit(v)
+		rl, err := limit.ParseRateLimit(v)
 		if err != nil {
 			return c, bad("rate-limit", v, err)
 		}
 		c.RateLimits = append(c.RateLimits, rl)
 	}
 	for _, v := range e.allowedOrigins {
-		ao, err := loop.ParseAllowedOrigin(v)
+		ao, err := limit.ParseAllowedOrigin(v)
 		if err != nil {
 			return c, bad("allowed-origin", v, err)
 		}

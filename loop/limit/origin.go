@@ -1,4 +1,4 @@
-package loop
+package limit
 
 import (
 	"fmt"
@@ -57,14 +57,14 @@ func normalizeOrigin(o string) (string, error) {
 	return o, nil
 }
 
-// originRules holds the allowed origins per route. Immutable.
-type originRules struct {
+// Origins holds the allowed origins per route. Immutable.
+type Origins struct {
 	rules   *balancer.Matcher
 	origins [][]string // per rule (index of rules' idx)
 }
 
-func newOriginRules(aos []AllowedOrigin) originRules {
-	var or originRules
+func NewOrigins(aos []AllowedOrigin) Origins {
+	var or Origins
 	type key struct{ host, prefix string }
 	idx := map[key]int{}
 	var keys []key
@@ -89,7 +89,7 @@ func newOriginRules(aos []AllowedOrigin) originRules {
 
 // allowed reports whether origin (a header value) is listed for rule i.
 // Scheme and host compare case-insensitively; a trailing "/" is ignored.
-func (or *originRules) allowed(i int, origin []byte) bool {
+func (or *Origins) allowed(i int, origin []byte) bool {
 	if n := len(origin); n > 0 && origin[n-1] == '/' {
 		origin = origin[:n-1]
 	}
@@ -99,4 +99,17 @@ func (or *originRules) allowed(i int, origin []byte) bool {
 		}
 	}
 	return false
+}
+
+// Refused reports whether a WebSocket handshake for host and path (a Host
+// header value and the normalized path) with this Origin header (present
+// says whether it was sent at all) is refused: a rule covers it, and the
+// origin is not listed for that rule. A request without Origin is not
+// from a browser, and is not refused.
+func (or *Origins) Refused(host, path, origin []byte, present bool) bool {
+	if !present {
+		return false
+	}
+	i := or.rules.Match(host, path)
+	return i >= 0 && !or.allowed(i, origin)
 }
