@@ -54,13 +54,8 @@ func TestDialRaw(t *testing.T) {
 
 // A refused connect is reported as refused, by the error kind the metrics use.
 func TestDialRawRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, err = dialRaw(netip.MustParseAddrPort(addr), addr, time.Second)
+	addr := reserveAddr(t)
+	_, err := dialRaw(netip.MustParseAddrPort(addr), addr, time.Second)
 	if !errors.Is(err, syscall.ECONNREFUSED) || dialErrKind(err) != upRefused {
 		t.Fatalf("dial to a closed port: %v (kind %s), want connection refused", err, dialErrKind(err))
 	}

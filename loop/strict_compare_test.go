@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/loop"
 )
 
 // TestCompareProxies sends the strict tables to nginx and HAProxy (from PATH),
@@ -172,12 +174,7 @@ func startBaseline(t *testing.T, name, backend string) string {
 	if err != nil {
 		t.Fatalf("%s not found: %v", name, err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := loop.ReserveAddr(t) // nginx and HAProxy bind it with SO_REUSEADDR
 	dir := t.TempDir()
 	os.Chmod(dir, 0o777)
 	var cmd *exec.Cmd

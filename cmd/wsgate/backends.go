@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/wsgate/wsgate/loop/healthcheck"
+
 	"bufio"
 	"fmt"
 	"net"
@@ -13,7 +15,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/wsgate/wsgate/balancer"
-	"github.com/wsgate/wsgate/loop"
 )
 
 // healthOptions are the flags of health checks, passive ejection, slow
@@ -33,7 +34,7 @@ type healthOptions struct {
 }
 
 func (h *healthOptions) register(fs *pflag.FlagSet) {
-	fs.StringVar(&h.path, "health-path", loop.DefaultHealthPath, "active health check `PATH` (GET, any 2xx/3xx is healthy; at the default path a 404/405/501 counts as alive); \"\" disables active checks")
+	fs.StringVar(&h.path, "health-path", healthcheck.DefaultPath, "active health check `PATH` (GET, any 2xx/3xx is healthy; at the default path a 404/405/501 counts as alive); \"\" disables active checks")
 	fs.DurationVar(&h.interval, "health-interval", balancer.DefaultHealthInterval, "time between active checks of a backend (jittered ±10%)")
 	fs.DurationVar(&h.timeout, "health-timeout", balancer.DefaultHealthTimeout, "time for one active check (connect and response head)")
 	fs.IntVar(&h.rise, "health-rise", balancer.DefaultHealthRise, "passing checks in a row that bring a down backend back")
@@ -92,13 +93,13 @@ func (o *options) applyHealth(cfg *balancer.Config) error {
 	switch {
 	case h.path == "":
 	case !h.pathSet:
-		cfg.Health.Probe = loop.DefaultHealthProbe(h.timeout, func(format string, args ...any) {
+		cfg.Health.Probe = healthcheck.Default(h.timeout, func(format string, args ...any) {
 			if o.logf != nil { // set by run once the logger exists, before checks start
 				o.logf(format, args...)
 			}
 		})
 	default:
-		cfg.Health.Probe = loop.HealthProbe(h.path, h.timeout)
+		cfg.Health.Probe = healthcheck.Probe(h.path, h.timeout)
 	}
 	cfg.SlowStart = h.slowStart
 	cfg.DNSInterval = h.dnsInterval

@@ -10,6 +10,8 @@ package main
 // share of its connections; TLS pairs are loaded and matched.
 
 import (
+	"github.com/wsgate/wsgate/loop/healthcheck"
+
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +24,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/wsgate/wsgate/balancer"
-	"github.com/wsgate/wsgate/loop"
 )
 
 func runCheck(args []string, stdout, stderr io.Writer) int {
@@ -120,7 +121,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 				r.connect = time.Since(start)
 				c.Close()
 				if o.health.path != "" {
-					if err := loop.HealthProbe(o.health.path, o.health.timeout)(context.Background(), b); err != nil {
+					if err := healthcheck.Probe(o.health.path, o.health.timeout)(context.Background(), b); err != nil {
 						r.err = fmt.Errorf("GET %s: %w", o.health.path, err)
 					}
 				}

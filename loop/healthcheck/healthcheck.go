@@ -1,10 +1,15 @@
-package loop
+// Package healthcheck is wsgate's active backend check: a GET of a path on
+// a fresh TCP connection, judged by the response head (http1). It is the
+// I/O side of health; balancer keeps the state (rise, fall, passive
+// failures) and calls the probe, and knows nothing of sockets.
+package healthcheck
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -12,38 +17,38 @@ import (
 	"github.com/wsgate/wsgate/http1"
 )
 
-// DefaultHealthPath is the path active checks GET unless told otherwise.
-const DefaultHealthPath = "/health"
+// DefaultPath is the path active checks GET unless told otherwise.
+const DefaultPath = "/health"
 
-// HealthProbe returns the active check for balancer.HealthConfig.Probe: a
+// Probe returns the active check for balancer.HealthConfig.Probe: a
 // GET of path on a new plain TCP connection to the backend, with the
 // backend's configured HOST:PORT as Host and "Connection: close"; any
 // 2xx or 3xx status is healthy. The whole check (connect, send, response
 // head) must finish within timeout and ctx's deadline; the body is not
 // read. path must start with "/".
-func HealthProbe(path string, timeout time.Duration) func(ctx context.Context, b *balancer.Backend) error {
-	return healthProbe(path, timeout, nil)
+func Probe(path string, timeout time.Duration) func(ctx context.Context, b *balancer.Backend) error {
+	return probe(path, timeout, nil)
 }
 
-// DefaultHealthProbe is the check used when the operator did not choose a
-// health path: like HealthProbe(DefaultHealthPath, timeout), except that an
+// Default is the check used when the operator did not choose a
+// health path: like Probe(DefaultPath, timeout), except that an
 // answer saying the path does not exist (404, 405, 501) also counts as
 // alive: the backend speaks HTTP, it just has no health endpoint, and
 // `wsgate -b A -b B` must work in front of apps that never heard of
 // /health. logf is told once per backend. Connect failures, timeouts,
 // garbage and every other 4xx/5xx still fail the check.
-func DefaultHealthProbe(timeout time.Duration, logf func(format string, args ...any)) func(ctx context.Context, b *balancer.Backend) error {
+func Default(timeout time.Duration, logf func(format string, args ...any)) func(ctx context.Context, b *balancer.Backend) error {
 	var told sync.Map // *balancer.Backend → struct{}
-	return healthProbe(DefaultHealthPath, timeout, func(b *balancer.Backend, status int) {
+	return probe(DefaultPath, timeout, func(b *balancer.Backend, status int) {
 		if _, seen := told.LoadOrStore(b, struct{}{}); !seen && logf != nil {
-			logf("backend %s: GET %s answers %d; counted as alive (set --health-path to a real check, or \"\" to disable checks)", b, DefaultHealthPath, status)
+			logf("backend %s: GET %s answers %d; counted as alive (set --health-path to a real check, or \"\" to disable checks)", b, DefaultPath, status)
 		}
 	})
 }
 
-// healthProbe is HealthProbe; when missing is set, a 404, 405 or 501 is
+// probe is Probe; when missing is set, a 404, 405 or 501 is
 // healthy and reported to missing.
-func healthProbe(path string, timeout time.Duration, missing func(*balancer.Backend, int)) func(ctx context.Context, b *balancer.Backend) error {
+func probe(path string, timeout time.Duration, missing func(*balancer.Backend, int)) func(ctx context.Context, b *balancer.Backend) error {
 	req := func(host string) []byte {
 		return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: wsgate-health\r\nAccept: */*\r\nConnection: close\r\n\r\n", path, host)
 	}
@@ -104,4 +109,9 @@ func healthProbe(path string, timeout time.Duration, missing func(*balancer.Back
 			}
 		}
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
