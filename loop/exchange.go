@@ -415,14 +415,21 @@ func (s *Server) readResponseHead(cc *clientConn, ex *exchange, uc *upConn, unse
 			nbuf = copy(buf, buf[ex.resp.HeadLen:nbuf])
 		}
 		if rerr != nil {
-			if isTimeout(rerr) {
-				s.m.upstreamError(upTimeout)
-				return nbuf, statusAfter(sentInterim, 504), rerr
-			}
-			s.m.upstreamError(upReset)
-			return nbuf, statusAfter(sentInterim, 502), rerr
+			return nbuf, statusAfter(sentInterim, s.readFailed(rerr)), rerr
 		}
 	}
+}
+
+// readFailed counts a failed read from a backend and returns the status
+// the client gets for it: 504 when the backend did not answer in time,
+// 502 otherwise.
+func (s *Server) readFailed(err error) int {
+	if isTimeout(err) {
+		s.m.upstreamError(upTimeout)
+		return 504
+	}
+	s.m.upstreamError(upReset)
+	return 502
 }
 
 func statusAfter(sentInterim bool, status int) int {
@@ -448,12 +455,7 @@ func (s *Server) relayResponse(cc *clientConn, ex *exchange, uc *upConn, nbuf in
 	}
 	buf := ex.buf
 	w := cc.conn.Writer()
-	if ex.http10 && !closeAfter {
-		// An HTTP/1.0 client that asked for keep-alive must be told it got it.
-		ex.out = http1.AppendResponseKeepAlive(ex.out[:0], buf[:nbuf], resp)
-	} else {
-		ex.out = http1.AppendResponse(ex.out[:0], buf[:nbuf], resp, closeAfter)
-	}
+	s.appendHead(ex, nbuf, closeAfter)
 	ex.out = s.stickyResponse(cc, ex, uc.b, ex.out) // sticky.go: cookie
 	w.WriteBinary(ex.out)
 	data := buf[resp.HeadLen:nbuf]
@@ -552,24 +554,39 @@ func (s *Server) relayResponse(cc *clientConn, ex *exchange, uc *upConn, nbuf in
 		// connection close instead.
 		return s.drop(uc, actClose)
 	}
-	switch {
-	case !reusable:
-		s.drop(uc, actKeep)
-	case ex.body:
-		if closeAfter {
-			s.drop(uc, actKeep)
-		} else {
-			uc.b.Release()
-			s.keepOwn(cc, uc)
-		}
-	default:
-		uc.b.Release()
-		s.ups.put(uc)
-	}
+	s.releaseUpstream(cc, ex, uc, reusable, closeAfter)
 	if closeAfter {
 		return actClose
 	}
 	return actKeep
+}
+
+// appendHead puts the response head for the client in ex.out, from the
+// backend's in ex.buf[:nbuf].
+func (s *Server) appendHead(ex *exchange, nbuf int, closeAfter bool) {
+	if ex.http10 && !closeAfter {
+		// An HTTP/1.0 client that asked for keep-alive must be told it got it.
+		ex.out = http1.AppendResponseKeepAlive(ex.out[:0], ex.buf[:nbuf], &ex.resp)
+	} else {
+		ex.out = http1.AppendResponse(ex.out[:0], ex.buf[:nbuf], &ex.resp, closeAfter)
+	}
+}
+
+// releaseUpstream ends the backend's part of a complete exchange: its pick
+// is released, and a connection that can carry another request goes back,
+// to the client that owns it when the request had a body (keepOwn), else
+// to the idle pool; any other is closed.
+func (s *Server) releaseUpstream(cc *clientConn, ex *exchange, uc *upConn, reusable, closeAfter bool) {
+	switch {
+	case !reusable || ex.body && closeAfter:
+		s.drop(uc, actKeep)
+	case ex.body:
+		uc.b.Release()
+		s.keepOwn(cc, uc)
+	default:
+		uc.b.Release()
+		s.ups.put(uc)
+	}
 }
 
 // keepOwn keeps a connection that carried a request body for the next

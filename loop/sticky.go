@@ -225,13 +225,7 @@ func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf i
 			m, err := uc.c.Read(ex.buf[nbuf:end])
 			nbuf += m
 			if err != nil && nbuf < end {
-				status := 502
-				if isTimeout(err) {
-					s.m.upstreamError(upTimeout)
-					status = 504
-				} else {
-					s.m.upstreamError(upReset)
-				}
+				status := s.readFailed(err) // exchange.go
 				s.cfg.Logf("backend %s: handshake body: %v", uc.b.Addr(), err)
 				s.drop(uc, actClose)
 				return s.fail(cc, status, true)
@@ -248,11 +242,7 @@ func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf i
 	s.m.stickyTagged.Inc()
 	s.sticky.SessionStarted(sid, uc.b, ttl)
 
-	if ex.http10 && !closeAfter {
-		ex.out = http1.AppendResponseKeepAlive(ex.out[:0], ex.buf[:nbuf], resp)
-	} else {
-		ex.out = http1.AppendResponse(ex.out[:0], ex.buf[:nbuf], resp, closeAfter)
-	}
+	s.appendHead(ex, nbuf, closeAfter) // exchange.go
 	ex.out = setContentLength(ex.out, len(body))
 	ex.out = append(ex.out, body...)
 	// The backend's part is over (its whole response is in ex.buf): its
@@ -261,12 +251,7 @@ func (s *Server) relayHandshake(cc *clientConn, ex *exchange, uc *upConn, nbuf i
 	if nbuf != end {
 		s.m.upstreamError(upUnsolicited) // bytes beyond the response: never reused
 	}
-	if !resp.Close && nbuf == end {
-		uc.b.Release()
-		s.ups.put(uc)
-	} else {
-		s.drop(uc, actKeep)
-	}
+	s.releaseUpstream(cc, ex, uc, !resp.Close && nbuf == end, closeAfter) // exchange.go
 	w := cc.conn.Writer()
 	w.WriteBinary(ex.out)
 	if w.Flush() != nil || closeAfter {
