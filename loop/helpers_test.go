@@ -19,6 +19,7 @@ import (
 
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/loop"
+	"github.com/wsgate/wsgate/loop/looptest"
 	"github.com/wsgate/wsgate/tunnel"
 )
 
@@ -176,28 +177,8 @@ func readFrame(r *bufio.Reader) (op byte, payload string, err error) {
 	return h[0] & 0x0f, string(p), err
 }
 
-// rawBackend accepts connections and hands each to fn.
-func rawBackend(t testing.TB, fn func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fn(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
+// rawBackend: see looptest.RawBackend.
+func rawBackend(t testing.TB, fn func(net.Conn)) string { return looptest.RawBackend(t, fn) }
 
 // readHead reads an HTTP head (request or response) from r.
 func readHead(r *bufio.Reader) (string, error) {

@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"golang.org/x/sys/unix"
+	"github.com/wsgate/wsgate/loop/looptest"
 )
 
 // gateBin is the wsgate binary built by TestMain.
@@ -367,27 +367,7 @@ func rssKiB(pid int) (int64, error) {
 // HAProxy's, Node's) set SO_REUSEADDR and the reservation does not
 // listen: that is how a backend is killed and restarted on one address
 // with no window in which another process could take it.
-func reserveAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
-}
+func reserveAddr(t *testing.T) string { return looptest.ReserveAddr(t) }
 
 // dialSmallRcvBuf connects with a small SO_RCVBUF set before the handshake
 // (which also turns receive-buffer autotuning off), so that a client that

@@ -7,14 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/loop/healthcheck"
-	"golang.org/x/sys/unix"
+	"github.com/wsgate/wsgate/loop/looptest"
 )
 
 // backendAt returns a Backend for addr (as configured) from a one-pool
@@ -68,7 +67,7 @@ func TestHealthProbeFailures(t *testing.T) {
 
 	// Nothing listening: refused at once. The port is held by a socket that
 	// is bound and never listens, so nothing else can take it meanwhile.
-	dead := boundNotListening(t)
+	dead := looptest.ReserveAddr(t)
 	if err := healthcheck.Probe("/health", time.Second)(ctx, backendAt(t, dead)); err == nil {
 		t.Errorf("probe of a closed port passed")
 	}
@@ -77,7 +76,7 @@ func TestHealthProbeFailures(t *testing.T) {
 	// its own timeout, not by the backend giving up.
 	silent := make(chan struct{})
 	defer close(silent)
-	hung := rawBackend(t, func(c net.Conn) {
+	hung := looptest.RawBackend(t, func(c net.Conn) {
 		bufio.NewReader(c).ReadString('\n')
 		<-silent
 	})
@@ -87,13 +86,13 @@ func TestHealthProbeFailures(t *testing.T) {
 	}
 
 	// Garbage instead of HTTP.
-	junk := rawBackend(t, func(c net.Conn) { c.Write([]byte("SSH-2.0-OpenSSH\r\n\r\n")) })
+	junk := looptest.RawBackend(t, func(c net.Conn) { c.Write([]byte("SSH-2.0-OpenSSH\r\n\r\n")) })
 	if err := healthcheck.Probe("/health", time.Second)(ctx, backendAt(t, junk)); err == nil {
 		t.Errorf("probe of a non-HTTP backend passed")
 	}
 
 	// A 100 Continue before the final answer is skipped.
-	interim := rawBackend(t, func(c net.Conn) {
+	interim := looptest.RawBackend(t, func(c net.Conn) {
 		bufio.NewReader(c).ReadString('\n')
 		c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"))
 	})
@@ -139,46 +138,4 @@ func httpBackend(t testing.TB, h http.Handler) string {
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)
 	return strings.TrimPrefix(s.URL, "http://")
-}
-
-// rawBackend accepts connections and hands each to fn.
-func rawBackend(t testing.TB, fn func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fn(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// boundNotListening returns the address of a socket bound on 127.0.0.1 that
-// never listens, held until the test ends: connects to it are refused.
-func boundNotListening(t *testing.T) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*unix.SockaddrInet4).Port))
 }
