@@ -94,7 +94,7 @@ func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 	s.m.accepted.Inc()
 	conn.AddCloseCallback(func(netpoll.Connection) error {
 		cc.state.Store(stateClosed)
-		if own := cc.own.Swap(nil); own != nil {
+		if own := s.takeOwn(cc); own != nil { // exchange.go
 			own.c.Close()
 		}
 		s.idle.remove(cc)

@@ -237,7 +237,7 @@ func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, clos
 			}
 			return nil, s.fail(cc, 502, close)
 		}
-		if own := cc.own.Swap(nil); own != nil {
+		if own := s.takeOwn(cc); own != nil {
 			if own.b == b && own.reusable(time.Now(), s.ups.idleFor, s.m) {
 				return own, actKeep
 			}
@@ -596,19 +596,36 @@ func (s *Server) releaseUpstream(cc *clientConn, ex *exchange, uc *upConn, reusa
 // answer it later, after the peek before reuse found nothing: that answer
 // then reaches the client that sent the body, never another one. The
 // client's close callback closes it (onPrepare), as does the next request
-// when it goes to another backend (connect).
+// when it goes to another backend (connect). At most MaxIdleUpstream
+// connections are owned at once, all clients together; past that, such a
+// connection is closed after its response.
 func (s *Server) keepOwn(cc *clientConn, uc *upConn) {
+	if s.ups.owned.Add(1) > int64(s.ups.maxIdle) {
+		s.ups.owned.Add(-1)
+		uc.c.Close()
+		return
+	}
 	uc.idleAt = time.Now()
 	if old := cc.own.Swap(uc); old != nil {
+		s.ups.owned.Add(-1)
 		old.c.Close()
 	}
 	// The close callback sets stateClosed before it takes own: either it
 	// took uc, or uc was stored after it ran and is closed here.
 	if cc.state.Load() == stateClosed {
-		if o := cc.own.Swap(nil); o != nil {
+		if o := s.takeOwn(cc); o != nil {
 			o.c.Close()
 		}
 	}
+}
+
+// takeOwn takes the connection cc owns, if any.
+func (s *Server) takeOwn(cc *clientConn) *upConn {
+	o := cc.own.Swap(nil)
+	if o != nil {
+		s.ups.owned.Add(-1)
+	}
+	return o
 }
 
 var errClientGone = errors.New("client gone")

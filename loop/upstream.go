@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,8 @@ type upstreams struct {
 
 	mu    sync.Mutex // guards pools
 	pools map[*balancer.Backend][]*upConn
+
+	owned atomic.Int64 // idle connections clients own (keepOwn), all together
 }
 
 func (u *upstreams) init(maxIdle int, idleFor time.Duration, m *serverMetrics) {

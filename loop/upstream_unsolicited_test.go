@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/loop"
+	"github.com/wsgate/wsgate/tunnel"
 )
 
 // Security finding F1: a byte a backend sends beyond the response it owed
@@ -230,4 +233,34 @@ func TestBodyConnectionOwnedByItsClient(t *testing.T) {
 	}
 	c.Close()
 	eventually(t, "the client's upstream connection closed with it", func() bool { return closed.Load() == 1 })
+}
+
+// Owned connections are bounded, all clients together, by MaxIdleUpstream:
+// past it, a connection that carried a body closes after its response
+// instead of waiting for its client.
+func TestOwnedConnectionsBounded(t *testing.T) {
+	var closed atomic.Int64
+	be := rawBackend(t, func(c net.Conn) {
+		serveEcho(c, nil)
+		closed.Add(1)
+	})
+	p := startProxy(t, []string{be}, func(lc *loop.Config, _ *tunnel.Config) { lc.MaxIdleUpstream = 1 })
+	post := func() {
+		t.Helper()
+		c := dial(t, p.addr) // stays open for the whole test
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+	}
+	post() // owned: its client is still connected
+	post() // over the bound: closed after the response
+	eventually(t, "the second client's upstream connection closed", func() bool { return closed.Load() == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if n := closed.Load(); n != 1 {
+		t.Fatalf("%d upstream connections closed, want 1 (the first is owned by its open client)", n)
+	}
 }
