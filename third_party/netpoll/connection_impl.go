@@ -469,11 +469,14 @@ func (c *connection) waitRead(n int) (err error) {
 	if c.pause.shut.Load() { // wsgate patch (connection_halfclose.go): no more input will come
 		return Exception(ErrEOF, "wait read")
 	}
-	if c.pause.paused.Load() { // wsgate patch: the handler wants more than is buffered
-		c.resumeRead()
-	}
 	atomic.StoreInt64(&c.waitReadSize, int64(n))
 	defer atomic.StoreInt64(&c.waitReadSize, 0)
+	// wsgate patch (connection_pause.go): the handler wants more than is
+	// buffered. waitReadSize is stored first: pauseIfFull does not pause
+	// below it, and looks again after pausing.
+	if c.pause.paused.Load() {
+		c.resumeRead()
+	}
 	if dl := c.readDeadline; dl > 0 {
 		timeout := time.Duration(dl - time.Now().UnixNano())
 		if timeout <= 0 {

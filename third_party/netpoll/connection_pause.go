@@ -71,8 +71,11 @@ func (c *connection) setWriting(on bool) error {
 }
 
 // pauseIfFull runs on the poller after a read that left length bytes unread.
+// A reader waiting for more than that (waitRead, say Next beyond the
+// threshold) keeps reading on: pausing would leave it waiting forever.
 func (c *connection) pauseIfFull(length int) {
-	if c.pause.threshold == 0 || length < c.pause.threshold || c.pause.paused.Load() || c.pause.shut.Load() {
+	if c.pause.threshold == 0 || length < c.pause.threshold || c.pause.paused.Load() || c.pause.shut.Load() ||
+		int64(length) < atomic.LoadInt64(&c.waitReadSize) {
 		return
 	}
 	c.pause.mu.Lock()
@@ -82,12 +85,20 @@ func (c *connection) pauseIfFull(length int) {
 		c.interest()
 	}
 	c.pause.mu.Unlock()
-	// The handler may have released input between the read and the pause
-	// without seeing it paused: look again (paused is stored before Len is
-	// loaded here, Len decreased before paused is loaded there).
-	if c.inputBuffer.Len() < c.pause.threshold {
+	// The handler may have released input, or begun to wait for more,
+	// between the read and the pause without seeing it paused: look again
+	// (paused is stored before Len and waitReadSize are loaded here; Len
+	// decreased, or waitReadSize stored, before paused is loaded there).
+	if c.wantsInput() {
 		c.resumeRead()
 	}
+}
+
+// wantsInput reports whether reading should go on: the unread input is
+// under the threshold, or a reader waits for more than is buffered.
+func (c *connection) wantsInput() bool {
+	l := c.inputBuffer.Len()
+	return l < c.pause.threshold || int64(l) < atomic.LoadInt64(&c.waitReadSize)
 }
 
 // resumeIfDrained runs after the handler released input.
@@ -97,9 +108,12 @@ func (c *connection) resumeIfDrained() {
 	}
 }
 
+// resumeRead resumes reading if it is still wanted: the caller's look at
+// the input may be stale (the poller may have resumed, read and paused
+// again since), and a stale resume would read past twice the threshold.
 func (c *connection) resumeRead() {
 	c.pause.mu.Lock()
-	if c.pause.off && !c.pause.shut.Load() { // after a FIN, reading stays off (connection_halfclose.go)
+	if c.pause.off && !c.pause.shut.Load() && c.wantsInput() { // after a FIN, reading stays off (connection_halfclose.go)
 		c.pause.off = false
 		c.pause.paused.Store(false)
 		c.interest()
