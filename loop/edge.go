@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/cloudwego/netpoll"
+	"github.com/valyala/bytebufferpool"
 	"golang.org/x/sys/unix"
 
 	"github.com/wsgate/wsgate/balancer"
@@ -176,10 +177,10 @@ func (s *Server) edgeRequest(cc *clientConn, ex *exchange, head []byte) (act act
 	req := &ex.req
 	if e.cfg.RedirectHTTPS && cc.fwd.Proto != "https" && !forwardedHTTPS(cc, req, head) {
 		s.m.redirects.Inc()
-		b := buffers.Get().(*[]byte)
+		b := buffers.Get()
 		ex.target = req.AppendTarget(ex.target[:0], head, 0) // the normalized path and the query, in origin form
 		close := s.closeAfterEdge(req)
-		*b = http1.AppendRedirectHTTPS((*b)[:0], balancer.HostName(req.Host.Of(head)), e.tlsPort, ex.target, close)
+		b.B = http1.AppendRedirectHTTPS(b.B, balancer.HostName(req.Host.Of(head)), e.tlsPort, ex.target, close)
 		return s.edgeAnswer(cc, req, b, 301, close), true
 	}
 	if req.WebSocket {
@@ -187,8 +188,8 @@ func (s *Server) edgeRequest(cc *clientConn, ex *exchange, head []byte) (act act
 		if e.origins.Refused(req.Host.Of(head), reqPath(req, head), origin, ok) {
 			s.m.originRefused.Inc()
 			s.m.countReject(403)
-			b := buffers.Get().(*[]byte)
-			*b = http1.AppendError((*b)[:0], 403, true)
+			b := buffers.Get()
+			b.B = http1.AppendError(b.B, 403, true)
 			return s.edgeAnswer(cc, req, b, 403, true), true
 		}
 	}
@@ -197,8 +198,8 @@ func (s *Server) edgeRequest(cc *clientConn, ex *exchange, head []byte) (act act
 			s.m.rateLimited.Inc()
 			s.m.countReject(429)
 			close := s.closeAfterEdge(req)
-			b := buffers.Get().(*[]byte)
-			*b = http1.AppendRetryAfter((*b)[:0], 429, retry, close)
+			b := buffers.Get()
+			b.B = http1.AppendRetryAfter(b.B, 429, retry, close)
 			return s.edgeAnswer(cc, req, b, 429, close), true
 		}
 	}
@@ -214,10 +215,10 @@ func (s *Server) closeAfterEdge(req *http1.Request) bool {
 // edgeAnswer sends the response in b (returning b to its pool) for a
 // request whose head is still in the input, and consumes the head when the
 // connection stays open.
-func (s *Server) edgeAnswer(cc *clientConn, req *http1.Request, b *[]byte, status int, close bool) action {
+func (s *Server) edgeAnswer(cc *clientConn, req *http1.Request, b *bytebufferpool.ByteBuffer, status int, close bool) action {
 	s.m.countStatus(status)
 	cc.status = uint16(status)
-	cc.conn.Writer().WriteBinary(*b)
+	cc.conn.Writer().WriteBinary(b.B)
 	err := cc.conn.Writer().Flush()
 	buffers.Put(b)
 	if close || err != nil {

@@ -649,9 +649,9 @@ func (s *Server) reject(cc *clientConn, status int) action {
 func (s *Server) fail(cc *clientConn, status int, close bool) action {
 	s.m.countStatus(status)
 	cc.status = uint16(status)
-	b := buffers.Get().(*[]byte)
-	*b = http1.AppendError((*b)[:0], status, close)
-	cc.conn.Writer().WriteBinary(*b)
+	b := buffers.Get()
+	b.B = http1.AppendError(b.B, status, close)
+	cc.conn.Writer().WriteBinary(b.B)
 	err := cc.conn.Writer().Flush()
 	buffers.Put(b)
 	if close && err == nil {
@@ -687,8 +687,7 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 	}
 	s.m.countStatus(101)
 	cc.status = 101
-	done := s.tunnelDone(cc, ex, b, len(ex.out)) // accesslog.go: duration, log line
-	engine := s.cfg.Tunnels
+	done := s.tunnelDone(cc, ex, b, len(ex.out)) // tunnel.go: releases b's count, then the record's duration and log line
 	// netpoll runs close callbacks after it has stopped polling the socket
 	// and before it closes it, newest first: this one takes a duplicate of
 	// the client socket and whatever input netpoll had already read.
@@ -705,10 +704,8 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 			b.Release()
 			return nil
 		}
-		b.TunnelStarted()
-		if err := engine.AddTagged(backendTag(b), fd, upfd, toBackend, toClient, done); err != nil {
+		if err := s.addTunnel(b, fd, upfd, toBackend, toClient, done); err != nil { // tunnel.go: counts the tunnel on b
 			s.logTunnelErr(err)
-			b.TunnelEnded()
 		}
 		return nil
 	})

@@ -31,9 +31,9 @@ func (s *Server) rejectErr(cc *clientConn, err error) action {
 	status := http1.StatusOf(err)
 	s.m.countReject(status)
 	s.m.countStatus(status)
-	b := buffers.Get().(*[]byte)
-	*b = http1.AppendRejection((*b)[:0], err, true)
-	cc.conn.Writer().WriteBinary(*b)
+	b := buffers.Get()
+	b.B = http1.AppendRejection(b.B, err, true)
+	cc.conn.Writer().WriteBinary(b.B)
 	if cc.conn.Writer().Flush() == nil {
 		cc.linger = true
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/http1"
+	"github.com/wsgate/wsgate/loop/accesslog"
 	"github.com/wsgate/wsgate/tunnel"
 )
 
@@ -78,8 +79,8 @@ type Config struct {
 	Logf func(format string, args ...any)
 
 	// AccessLog, when set, gets a line per request and per tunnel close
-	// (accesslog.go); nil logs nothing.
-	AccessLog *AccessLog
+	// (record.go builds them); nil logs nothing.
+	AccessLog *accesslog.Log
 
 	// Edge: PROXY protocol, connection and rate limits, WebSocket origins,
 	// TLS termination, redirect to https (edge.go); zero: none of it.

@@ -365,9 +365,9 @@ func (f *tlsFront) serve(c *net.TCPConn) {
 // process is out of files.
 func (f *tlsFront) answer503(tc *tls.Conn) {
 	tc.SetWriteDeadline(time.Now().Add(time.Second))
-	b := buffers.Get().(*[]byte)
-	*b = http1.AppendRetryAfter((*b)[:0], 503, 1, true)
-	tc.Write(*b)
+	b := buffers.Get()
+	b.B = http1.AppendRetryAfter(b.B, 503, 1, true)
+	tc.Write(b.B)
 	buffers.Put(b)
 	tc.Close()
 }

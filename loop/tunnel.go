@@ -32,9 +32,39 @@ func dupFd(c netpoll.Connection) (int, error) {
 
 func closeFd(fd int) { rawsys.Close(fd) }
 
-// tunnelClosed runs on the tunnel engine when a tunnel ends.
-func tunnelClosed(b *balancer.Backend, st tunnel.Stats) {
-	b.TunnelEnded()
+// A tunnel holds its backend: it counts as one of the backend's live
+// tunnels (and as a connection for least-connections) from the moment the
+// engine takes the pair until the engine reports it closed. addTunnel takes
+// the count; the done callback that tunnelDone builds releases it.
+
+// addTunnel hands a verified pair to the engine, counting it as a live
+// tunnel of b (balancer's TunnelStarted, converting the request's Pick)
+// for as long as the engine holds it. done comes from tunnelDone. On an
+// error the engine holds nothing and never calls done: the count is
+// released here.
+func (s *Server) addTunnel(b *balancer.Backend, clientFd, backendFd int, toBackend, toClient []byte, done func(tunnel.Stats)) error {
+	b.TunnelStarted()
+	if err := s.cfg.Tunnels.AddTagged(backendTag(b), clientFd, backendFd, toBackend, toClient, done); err != nil {
+		b.TunnelEnded()
+		return err
+	}
+	return nil
+}
+
+// tunnelDone builds the engine's done callback for a tunnel to b, while ex
+// still holds the handshake: when the tunnel ends it releases the count
+// addTunnel took (TunnelEnded), then hands the stats to the record
+// (record.go: duration metric, access-log line).
+//
+// head is the length of the 101 response head, which the engine sends as the
+// first bytes it owes the client; it is not counted as tunnel traffic.
+func (s *Server) tunnelDone(cc *clientConn, ex *exchange, b *balancer.Backend, head int) func(tunnel.Stats) {
+	rec := s.tunnelRecord(cc, ex) // record.go; copied: ex is reused once the handler returns
+	return func(st tunnel.Stats) {
+		b.TunnelEnded()
+		st.BackendToClient = max(st.BackendToClient-int64(head), 0)
+		s.tunnelClosed(b, rec, st)
+	}
 }
 
 // backendTag names a backend's tunnels in the engine. A Backend never moves

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/loop"
+	"github.com/wsgate/wsgate/loop/accesslog"
 	"github.com/wsgate/wsgate/tunnel"
 )
 
@@ -50,18 +51,18 @@ func (p *opsOptions) validate(drainTO time.Duration) error {
 }
 
 // openAccessLog opens the --access-log sink; nil when it is "off".
-func (p *opsOptions) openAccessLog(stdout io.Writer) (*loop.AccessLog, io.Closer, error) {
+func (p *opsOptions) openAccessLog(stdout io.Writer) (*accesslog.Log, io.Closer, error) {
 	switch p.accessLog {
 	case "off":
 		return nil, nil, nil
 	case "-":
-		return loop.NewAccessLog(stdout, 0), nil, nil
+		return accesslog.New(stdout, 0), nil, nil
 	}
 	f, err := os.OpenFile(p.accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, nil, &usageError{fmt.Sprintf("invalid argument %q for \"--access-log\" flag: %v", p.accessLog, err)}
 	}
-	return loop.NewAccessLog(f, 0), f, nil
+	return accesslog.New(f, 0), f, nil
 }
 
 // wantsCheck reports whether the command line asks for --check.
@@ -84,7 +85,7 @@ var startedAt = time.Now()
 type opsState struct {
 	srv       *loop.Server
 	engine    *tunnel.Engine
-	accessLog *loop.AccessLog // nil when off
+	accessLog *accesslog.Log // nil when off
 }
 
 var ops atomic.Pointer[opsState]
@@ -93,7 +94,7 @@ var ops atomic.Pointer[opsState]
 // access log drops, and per backend its state, live tunnels, in-flight
 // requests, failures and checks (for every backend present at the time of
 // the scrape, so backends added by a reload or DNS appear too).
-func registerOpsMetrics(srv *loop.Server, engine *tunnel.Engine, bal *balancer.Balancer, alog *loop.AccessLog) {
+func registerOpsMetrics(srv *loop.Server, engine *tunnel.Engine, bal *balancer.Balancer, alog *accesslog.Log) {
 	ops.Store(&opsState{srv: srv, engine: engine, accessLog: alog})
 	metrics.NewGauge(`wsgate_draining`, func() float64 {
 		if srv.Phase() != loop.DrainServing {
@@ -128,7 +129,7 @@ func registerOpsMetrics(srv *loop.Server, engine *tunnel.Engine, bal *balancer.B
 // over the end of the window), then the engine, the admin listener and
 // the access log close. The admin listener stays up during the drain so
 // that wsgate_draining and /status can be watched.
-func drainAndStop(o *options, srv *loop.Server, engine *tunnel.Engine, closeAdmin func(), alog *loop.AccessLog, logf func(string, ...any)) {
+func drainAndStop(o *options, srv *loop.Server, engine *tunnel.Engine, closeAdmin func(), alog *accesslog.Log, logf func(string, ...any)) {
 	srv.Drain(context.Background(), o.drainTO, o.ops.drainSpread)
 	engine.Close()
 	if closeAdmin != nil {
