@@ -40,7 +40,7 @@ type clientConn struct {
 	served int  // requests started; handler goroutine only
 	linger bool // close with a lingering close (reject.go); handler goroutine only
 
-	status uint16 // status answered to the current request (accesslog.go); handler goroutine only
+	status uint16 // status answered to the current request (record.go); handler goroutine only
 
 	// own is an idle upstream connection that carried this client's request
 	// body, kept for this client alone (exchange.go, keepOwn); the close
@@ -145,7 +145,7 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	act := actKeep
 	for act == actKeep {
 		act = s.serve(cc, ex)
-		s.exchangeDone(cc, ex) // accesslog.go: metrics by pool, log line
+		s.exchangeDone(cc, ex) // record.go: metrics by pool, log line
 		if conn.Reader().Len() == 0 {
 			break
 		}
@@ -184,7 +184,7 @@ type exchange struct {
 	skip   func(*balancer.Backend) bool // reports membership in tried; bound once
 	target []byte                       // the request target a ,strip route forwards
 	sticky stickyState                  // the sticky decision (sticky.go); reset per request by stickyRequest
-	rec    accessRec                    // for the access log and metrics (accesslog.go); reset by exchangeDone
+	rec    accessRec                    // for the access log and metrics (record.go); reset by exchangeDone
 }
 
 var exchanges = sync.Pool{New: func() any {

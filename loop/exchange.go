@@ -45,7 +45,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 			break
 		}
 		if perr != http1.ErrNeedMore {
-			return s.rejectErr(cc, s.rejected(cc, perr)) // accesslog.go: notes the status
+			return s.rejectErr(cc, s.rejected(cc, perr)) // record.go: notes the status
 		}
 		if n > s.cfg.MaxHeaderBytes {
 			return s.reject(cc, 431)
@@ -67,7 +67,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	defer s.stickyDone(ex) // sticky.go: after the backend's Release
-	s.recordHead(ex, head) // accesslog.go
+	s.recordHead(ex, head) // record.go
 	// edge.go: --redirect-https, --allowed-origin, --rate-limit
 	if act, done := s.edgeRequest(cc, ex, head); done {
 		return act

@@ -25,7 +25,7 @@ type serverMetrics struct {
 	// backend (a keep-alive timeout: routine) when about to be reused.
 	idleClosed *metrics.Counter
 
-	// Operations (accesslog.go): requests by pool and status class,
+	// Operations (record.go): requests by pool and status class,
 	// refused handshakes by reason, tunnel durations; access-log drops are
 	// read from the AccessLog when scraped (New).
 	tunnelDuration *metrics.Histogram
@@ -58,7 +58,7 @@ func newServerMetrics() *serverMetrics {
 		m.upstreamErr[k] = c(`wsgate_upstream_errors_total{kind="` + k + `"}`)
 	}
 	m.rejects = map[int]*metrics.Counter{}
-	for _, st := range []int{400, 403, 404, 408, 413, 414, 417, 429, 431, 501, 505} {
+	for _, st := range []int{400, 403, 404, 408, 413, 414, 417, 426, 429, 431, 501, 505} {
 		m.rejects[st] = c(`wsgate_requests_rejected_total{status="` + strconv.Itoa(st) + `"}`)
 	}
 	m.idleClosed = c(`wsgate_upstream_idle_closed_total`)
