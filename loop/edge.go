@@ -14,6 +14,7 @@ import (
 	"github.com/wsgate/wsgate/http1"
 	"github.com/wsgate/wsgate/loop/limit"
 	"github.com/wsgate/wsgate/loop/proxyproto"
+	"github.com/wsgate/wsgate/loop/tlsfront"
 )
 
 // EdgeConfig is what wsgate does at the public edge: PROXY protocol,
@@ -49,7 +50,7 @@ type edgeState struct {
 	perIP   limit.ConnTable
 	rates   *limit.Rates
 	origins limit.Origins
-	tls     *tlsFront // tls.go; nil without TLS
+	tls     *tlsfront.Front // tls.go; nil without TLS
 	secret  [proxyproto.SecretLen]byte
 	tlsPort string // the TLS listener's port, for --redirect-https
 }
@@ -69,7 +70,7 @@ func (s *Server) openEdge() error {
 	if err != nil {
 		return err
 	}
-	_, e.tlsPort, _ = net.SplitHostPort(f.lns[0].Addr().String())
+	_, e.tlsPort, _ = net.SplitHostPort(f.Addrs()[0].String())
 	e.tls = f
 	return nil
 }

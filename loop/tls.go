@@ -2,65 +2,18 @@ package loop
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
-	"fmt"
-	"io"
 	"net"
-	"os"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cloudwego/netpoll"
 	"golang.org/x/sys/unix"
 
-	"github.com/wsgate/wsgate/http1"
-	"github.com/wsgate/wsgate/loop/proxyproto"
-	"github.com/wsgate/wsgate/tunnel/rawsys"
+	"github.com/wsgate/wsgate/loop/tlsfront"
 )
 
-// TLS termination: the TLS front.
-//
-// netpoll has no TLS, and the tunnel engine relays raw sockets. Kernel TLS
-// (crypto/tls handshake, then the negotiated keys installed with
-// setsockopt(SOL_TLS) so that the socket carries plaintext for netpoll and
-// the engine) would keep tunnels on the engine, but it is not available
-// here: the kernel has no "tls" ULP (setsockopt(TCP_ULP, "tls") fails
-// with ENOENT, /proc/net/tls_stat is absent, no modules to load), and
-// crypto/tls exports no traffic keys (they would have to be rebuilt from
-// the key log, and TLS 1.3 post-handshake messages and KeyUpdate handled
-// by hand). A goroutine-per-connection copy of the whole exchange and
-// tunnel logic would be a second proxy to keep in step.
-//
-// So TLS is terminated in front of the plain path: a goroutine per TLS
-// connection does the handshake with crypto/tls, dials a private plain
-// listener (a Unix socket in the abstract namespace, served by netpoll
-// exactly like --listen) and relays plaintext both ways. The first bytes
-// on that inner connection are a PROXY v2 header (loop/proxyproto) naming the
-// real client, with the PP2_TYPE_SSL TLV (so X-Forwarded-Proto is https and
-// --redirect-https leaves it alone) and a random per-process secret TLV, so
-// that no other local process can pose as the front. Every feature of the
-// plain path (limits, origins, stickiness, access log, verified upgrades,
-// the tunnel engine) works unchanged.
-//
-// Every message crosses the inner socket, so the front is built to cost
-// little per message: the inner socket is a Unix one, not TCP on
-// 127.0.0.1 (no loopback TCP stack per write, no handshake or TIME_WAIT
-// per connection), and reads and writes are raw system calls made inside
-// the runtime poller's wait (sysconn.go). Measured in make bench-compare's
-// TLS pass: per wss echo round trip 19.4 µs of proxy CPU with TCP and the
-// net package's calls, 15.8 µs now (HAProxy: 11.6 µs).
-//
-// The cost per wss tunnel: two more sockets (the inner pair; 4 files
-// instead of 2) and two goroutines whose relay buffers are pooled and held
-// only while bytes are in flight (a relay waits for readability with no
-// buffer), so an idle wss tunnel holds the tls.Conn, two goroutine stacks
-// and no copy buffer: about 21 KiB of user-space memory (HAProxy's ~20 KiB,
-// nginx's ~44 KiB, in the same pass).
+// TLS termination is done by loop/tlsfront, in front of the plain path:
+// its plaintext arrives on an inner listener that this Server serves like
+// --listen, behind a PROXY v2 header naming the client (edge_proxy.go).
 
 // TLSConfig configures TLS termination; no Listen means none.
 type TLSConfig struct {
@@ -69,121 +22,27 @@ type TLSConfig struct {
 }
 
 // CertFiles is one --tls-cert/--tls-key pair of PEM files.
-type CertFiles struct{ Cert, Key string }
+type CertFiles = tlsfront.CertFiles
 
-// certSet is the certificates in use, replaced as a whole on reload.
-type certSet struct {
-	byName map[string]*tls.Certificate // lower-case DNS name (or "*.suffix") → certificate
-	def    *tls.Certificate
-}
-
-func loadCerts(files []CertFiles) (*certSet, error) {
-	set := &certSet{byName: map[string]*tls.Certificate{}}
-	for _, f := range files {
-		c, err := tls.LoadX509KeyPair(f.Cert, f.Key)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert %s --tls-key %s: %w", f.Cert, f.Key, err)
-		}
-		leaf, err := x509.ParseCertificate(c.Certificate[0])
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert %s: %w", f.Cert, err)
-		}
-		c.Leaf = leaf
-		names := leaf.DNSNames
-		if len(names) == 0 && leaf.Subject.CommonName != "" {
-			names = []string{leaf.Subject.CommonName}
-		}
-		for _, ip := range leaf.IPAddresses {
-			names = append(names, ip.String())
-		}
-		for _, n := range names {
-			n = strings.ToLower(n)
-			if _, dup := set.byName[n]; !dup { // the first pair naming a host wins
-				set.byName[n] = &c
-			}
-		}
-		if set.def == nil {
-			set.def = &c
-		}
-	}
-	if set.def == nil {
-		return nil, errors.New("--tls-listen needs at least one --tls-cert/--tls-key pair")
-	}
-	return set, nil
-}
-
-// pick chooses by SNI: the exact name, then a wildcard for its parent, then
-// the default (first) certificate.
-func (cs *certSet) pick(name string) *tls.Certificate {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	if c := cs.byName[name]; c != nil {
-		return c
-	}
-	if i := strings.IndexByte(name, '.'); i > 0 {
-		if c := cs.byName["*"+name[i:]]; c != nil {
-			return c
-		}
-	}
-	return cs.def
-}
-
-// tlsFront accepts TLS connections and relays them to the inner listener.
-type tlsFront struct {
-	s      *Server        // immutable
-	lns    []net.Listener // immutable after openFront
-	inner  net.Listener   // a Unix socket in the abstract namespace, served by netpoll; immutable
-	innerA *net.UnixAddr  // immutable
-	files  []CertFiles    // immutable
-	conf   *tls.Config    // immutable; reads certs
-
-	certs       atomic.Pointer[certSet]
-	handshaking atomic.Int64 // connections accepted and not yet relayed
-	relaying    atomic.Int64 // connections being relayed
-	closed      atomic.Bool
-}
-
-// openFront sets up the TLS front for tc: its certificates, its listeners
-// and the inner listener its plaintext is served on.
-func openFront(s *Server, tc TLSConfig) (*tlsFront, error) {
-	f := &tlsFront{s: s, files: tc.Certs}
-	set, err := loadCerts(tc.Certs)
-	if err != nil {
-		return nil, err
-	}
-	f.certs.Store(set)
-	f.conf = &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1"},
-		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return f.certs.Load().pick(h.ServerName), nil
+// openFront sets up the TLS front for tc.
+func openFront(s *Server, tc TLSConfig) (*tlsfront.Front, error) {
+	return tlsfront.Open(tlsfront.Config{
+		Listen:          tc.Listen,
+		Certs:           tc.Certs,
+		ListenFunc:      Listen,
+		HeaderTimeout:   s.cfg.HeaderTimeout,
+		ResponseTimeout: s.cfg.ResponseTimeout,
+		Secret:          s.edge.secret[:],
+		Admit: func(handshaking int64) bool {
+			m := s.edge.cfg.MaxConns
+			return m <= 0 || s.Connections()+handshaking < int64(m)
 		},
-	}
-	// Private to this process: an abstract name (no file to clean up) that
-	// other processes cannot guess, and the PROXY header's secret TLV.
-	var nonce [8]byte
-	rand.Read(nonce[:])
-	f.innerA = &net.UnixAddr{Net: "unix", Name: fmt.Sprintf("@wsgate-tls-inner-%d-%x", os.Getpid(), nonce)}
-	inner, err := net.ListenUnix("unix", f.innerA)
-	if err != nil {
-		return nil, fmt.Errorf("tls: inner listener: %w", err)
-	}
-	f.inner = inner
-	for _, addr := range tc.Listen {
-		ln, err := Listen(addr)
-		if err != nil {
-			f.closeListeners()
-			return nil, fmt.Errorf("listen %s: %w", addr, err)
-		}
-		f.lns = append(f.lns, ln)
-	}
-	return f, nil
-}
-
-func (f *tlsFront) closeListeners() {
-	for _, ln := range f.lns {
-		ln.Close()
-	}
-	f.inner.Close()
+		Logf:          s.cfg.Logf,
+		OutOfFiles:    s.logOutOfFiles,
+		Refused:       s.m.refusedMaxConns,
+		Handshakes:    s.m.tlsHandshakes,
+		HandshakeErrs: s.m.tlsHandshakeErrs,
+	})
 }
 
 // TLSAddrs are the TLS listeners' addresses, in Config order.
@@ -191,11 +50,7 @@ func (s *Server) TLSAddrs() []net.Addr {
 	if s.edge == nil || s.edge.tls == nil {
 		return nil
 	}
-	a := make([]net.Addr, len(s.edge.tls.lns))
-	for i, ln := range s.edge.tls.lns {
-		a[i] = ln.Addr()
-	}
-	return a
+	return s.edge.tls.Addrs()
 }
 
 // ReloadCertificates re-reads every --tls-cert/--tls-key pair. New
@@ -205,24 +60,17 @@ func (s *Server) ReloadCertificates() error {
 	if s.edge == nil || s.edge.tls == nil {
 		return nil
 	}
-	f := s.edge.tls
-	set, err := loadCerts(f.files)
-	if err != nil {
+	if err := s.edge.tls.Reload(); err != nil {
 		s.m.tlsReloadErrs.Inc()
 		return err
 	}
-	f.certs.Store(set)
 	s.m.tlsReloads.Inc()
 	return nil
 }
 
 // isFrontConn reports whether conn came in on the inner listener.
 func (s *Server) isFrontConn(conn netpoll.Connection) bool {
-	if s.edge == nil || s.edge.tls == nil {
-		return false
-	}
-	a, ok := conn.LocalAddr().(*net.UnixAddr)
-	return ok && a.Name == s.edge.tls.innerA.Name
+	return s.edge != nil && s.edge.tls != nil && s.edge.tls.IsInner(conn.LocalAddr())
 }
 
 // serveFront starts the inner listener's event loop and the TLS accept
@@ -232,12 +80,10 @@ func (s *Server) serveFront() error {
 		return nil
 	}
 	f := s.edge.tls
-	if err := s.serveLoop(f.inner, "tls inner listener"); err != nil {
+	if err := s.serveLoop(f.Inner(), "tls inner listener"); err != nil {
 		return err
 	}
-	for _, ln := range f.lns {
-		go f.acceptLoop(ln)
-	}
+	f.Start()
 	return nil
 }
 
@@ -250,13 +96,13 @@ func (s *Server) closeFront(ctx context.Context) {
 		return
 	}
 	f := s.edge.tls
-	for _, ln := range f.lns {
+	for _, ln := range f.Listeners() {
 		steerAway(ln)
 	}
 	deadline := time.Now().Add(handoverMax)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		q := 0
-		for _, ln := range f.lns {
+		for _, ln := range f.Listeners() {
 			controlListener(ln, func(fd int) error {
 				info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
 				if err == nil {
@@ -270,267 +116,5 @@ func (s *Server) closeFront(ctx context.Context) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	f.closed.Store(true)
-	f.closeListeners()
+	f.Close()
 }
-
-// acceptLoop accepts TLS connections. Out of files (EMFILE/ENFILE) or
-// another temporary error, it backs off (5 ms doubling to 1 s) instead of
-// spinning; past --max-conns a connection is closed at once and counted.
-func (f *tlsFront) acceptLoop(ln net.Listener) {
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if f.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if outOfFiles(err) {
-				f.s.logOutOfFiles("accepting a TLS connection", err)
-			} else {
-				f.s.cfg.Logf("tls listener %s: %v", ln.Addr(), err)
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		if m := f.s.edge.cfg.MaxConns; m > 0 && f.s.Connections()+f.handshaking.Load() >= int64(m) {
-			f.s.m.refusedMaxConns.Inc()
-			c.Close()
-			continue
-		}
-		f.handshaking.Add(1)
-		go f.serve(c.(*net.TCPConn))
-	}
-}
-
-// serve runs one TLS connection: handshake (bounded by HeaderTimeout),
-// then the relay to the inner listener.
-func (f *tlsFront) serve(c *net.TCPConn) {
-	s := f.s
-	cs, err := newSysConn(c)
-	if err != nil {
-		f.handshaking.Add(-1)
-		c.Close()
-		return
-	}
-	tc := tls.Server(cs, f.conf)
-	c.SetDeadline(time.Now().Add(s.cfg.HeaderTimeout))
-	err = tc.Handshake()
-	c.SetDeadline(time.Time{})
-	if err != nil {
-		f.handshaking.Add(-1)
-		s.m.tlsHandshakeErrs.Inc()
-		c.Close()
-		return
-	}
-	s.m.tlsHandshakes.Inc()
-	ic, err := net.DialUnix("unix", nil, f.innerA)
-	f.handshaking.Add(-1)
-	if err != nil {
-		if outOfFiles(err) {
-			s.logOutOfFiles("relaying a TLS connection", err)
-			f.answer503(tc)
-		} else {
-			s.cfg.Logf("tls: inner connection: %v", err)
-		}
-		c.Close()
-		return
-	}
-	is, err := newSysConn(ic)
-	if err != nil {
-		ic.Close()
-		c.Close()
-		return
-	}
-	hdr := make([]byte, 0, 64)
-	hdr = proxyproto.AppendV2(hdr, c.RemoteAddr().(*net.TCPAddr).AddrPort(), c.LocalAddr().(*net.TCPAddr).AddrPort(), true, s.edge.secret[:])
-	if _, err := is.Write(hdr); err != nil {
-		ic.Close()
-		c.Close()
-		return
-	}
-	f.relaying.Add(1)
-	fc := newFrontConn(f, tc, c, cs, ic, is)
-	// The relay runs on fresh goroutines, not on this one, whose stack grew
-	// during the handshake (crypto).
-	go func() {
-		defer f.relaying.Add(-1)
-		fc.relay()
-	}()
-}
-
-// answer503 tells a client that got through the handshake that this
-// process is out of files.
-func (f *tlsFront) answer503(tc *tls.Conn) {
-	tc.SetWriteDeadline(time.Now().Add(time.Second))
-	b := buffers.Get()
-	b.B = http1.AppendRetryAfter(b.B, 503, 1, true)
-	tc.Write(b.B)
-	buffers.Put(b)
-	tc.Close()
-}
-
-// frontFinTimeout bounds how long one direction of a relay stays open after
-// the other has ended cleanly (the tunnel engine's --tunnel-fin-timeout
-// default).
-const frontFinTimeout = 30 * time.Second
-
-// relayBufs hold plaintext while it is in flight: 16 KiB is a TLS record's
-// largest plaintext, so one Read empties a record.
-var relayBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
-
-// frontConn is one relayed TLS connection.
-type frontConn struct {
-	f     *tlsFront
-	tc    *tls.Conn     // over a sysConn of c
-	c     *net.TCPConn  // the client's socket
-	cs    *sysConn      // c's raw reads and writes, under tc
-	ic    *net.UnixConn // the inner connection
-	is    *sysConn      // ic's raw reads and writes
-	finAt atomic.Int64  // unix nanoseconds: read deadline of c once the inner side ended; 0 until then
-	once  sync.Once
-
-	// Bound once, so that waiting and reading allocate nothing:
-	// peek finds whether c has input without reading it; innerRead reads ic into a
-	// pooled buffer taken only once there is input (ibuf, in, ierr).
-	peek      func(fd uintptr) bool
-	peekB     [1]byte
-	innerRead func(fd uintptr) bool
-	ibuf      *[]byte
-	in        int
-	ierr      error
-}
-
-func newFrontConn(f *tlsFront, tc *tls.Conn, c *net.TCPConn, cs *sysConn, ic *net.UnixConn, is *sysConn) *frontConn {
-	fc := &frontConn{f: f, tc: tc, c: c, cs: cs, ic: ic, is: is}
-	fc.peek = func(fd uintptr) bool { return rawsys.Peek(int(fd), fc.peekB[:]) }
-	fc.innerRead = func(fd uintptr) bool {
-		bp := relayBufs.Get().(*[]byte)
-		n, err := rawsys.Read(int(fd), *bp)
-		if err == unix.EAGAIN {
-			relayBufs.Put(bp) // no buffer held while waiting
-			return false
-		}
-		fc.ibuf, fc.in, fc.ierr = bp, n, err
-		return true
-	}
-	return fc
-}
-
-// relay copies plaintext both ways until both directions end or one
-// fails; then it closes both connections.
-func (fc *frontConn) relay() {
-	done := make(chan struct{})
-	go func() { // inner → client
-		defer close(done)
-		if fc.innerToClient() {
-			fc.tc.CloseWrite() // close_notify
-			fc.c.CloseWrite()
-			at := time.Now().Add(frontFinTimeout)
-			fc.finAt.Store(at.UnixNano())
-			fc.c.SetReadDeadline(at)
-		} else {
-			fc.closeBoth()
-		}
-	}()
-	if fc.clientToInner() {
-		fc.ic.CloseWrite()
-		fc.ic.SetReadDeadline(time.Now().Add(frontFinTimeout))
-	} else {
-		fc.closeBoth()
-	}
-	<-done
-	fc.closeBoth()
-}
-
-func (fc *frontConn) closeBoth() {
-	fc.once.Do(func() {
-		fc.ic.Close()
-		fc.c.SetWriteDeadline(time.Now().Add(time.Second))
-		fc.tc.Close()
-	})
-}
-
-// innerToClient relays until the inner connection ends; true when it ended
-// cleanly (EOF). It waits for input with no buffer held: the buffer is
-// taken inside the wait, once a read finds bytes.
-func (fc *frontConn) innerToClient() bool {
-	for {
-		if err := fc.is.rc.Read(fc.innerRead); err != nil {
-			return false
-		}
-		bp, n, err := fc.ibuf, fc.in, fc.ierr
-		fc.ibuf = nil
-		if err == nil && n == 0 {
-			err = io.EOF
-		}
-		if n > 0 {
-			fc.tc.SetWriteDeadline(time.Now().Add(fc.f.s.cfg.ResponseTimeout))
-			if _, werr := fc.tc.Write((*bp)[:n]); werr != nil {
-				relayBufs.Put(bp)
-				return false
-			}
-		}
-		relayBufs.Put(bp)
-		if err != nil {
-			return err == io.EOF
-		}
-	}
-}
-
-// clientToInner relays until the client ends; true when it ended cleanly
-// (close_notify or EOF). Between records it holds no buffer: it waits for
-// the socket to turn readable, reads a record (a record that trickles in
-// is bounded by ResponseTimeout), and then empties what crypto/tls has
-// already buffered with reads that may not wait (a deadline in the past;
-// crypto/tls keeps a partial record across such a timeout).
-func (fc *frontConn) clientToInner() bool {
-	c, rc := fc.c, fc.cs.rc
-	// The handshake may have read records behind the client's Finished (a
-	// request sent at once): empty crypto/tls's buffer before the first wait.
-	past := true
-	c.SetReadDeadline(aLongTimeAgo)
-	for {
-		bp := relayBufs.Get().(*[]byte)
-		for {
-			n, err := fc.tc.Read(*bp)
-			if n > 0 {
-				fc.ic.SetWriteDeadline(time.Now().Add(fc.f.s.cfg.ResponseTimeout))
-				if _, werr := fc.is.Write((*bp)[:n]); werr != nil {
-					relayBufs.Put(bp)
-					return false
-				}
-			}
-			if err != nil {
-				if past && isTimeout(err) {
-					break // nothing more buffered: wait for the socket again
-				}
-				relayBufs.Put(bp)
-				return err == io.EOF
-			}
-			if !past {
-				c.SetReadDeadline(aLongTimeAgo)
-				past = true
-			}
-		}
-		c.SetReadDeadline(fc.deadline(time.Time{}))
-		relayBufs.Put(bp)
-		if err := rc.Read(fc.peek); err != nil { // waits with no buffer
-			return false
-		}
-		c.SetReadDeadline(fc.deadline(time.Now().Add(fc.f.s.cfg.ResponseTimeout)))
-		past = false
-	}
-}
-
-// deadline is d, or the fin deadline once the inner side has ended.
-func (fc *frontConn) deadline(d time.Time) time.Time {
-	if at := fc.finAt.Load(); at != 0 {
-		return time.Unix(0, at)
-	}
-	return d
-}
-
-var aLongTimeAgo = time.Unix(1, 0)
