@@ -93,10 +93,15 @@ func TestRoundTripErrors(t *testing.T) {
 
 	// The peer reset the connection before the request: the write or the
 	// wait reports it (never a hang until the deadline).
+	// (The reset waits until the dial has finished: a reset that lands
+	// while connect's result is being read fails the dial instead.)
+	dialed := make(chan struct{})
 	uc = roundTripPeer(t, func(c net.Conn) {
+		<-dialed
 		c.(*net.TCPConn).SetLinger(0)
 		c.Close()
 	})
+	close(dialed)
 	time.Sleep(20 * time.Millisecond)
 	_, serr, err := uc.roundTrip([]byte("GET"), make([]byte, 8))
 	if e := errors.Join(serr, err); !errors.Is(e, syscall.ECONNRESET) && !errors.Is(e, syscall.EPIPE) && !errors.Is(e, io.EOF) {
