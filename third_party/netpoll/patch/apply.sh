@@ -221,7 +221,7 @@ apply | check | series | upgrade | export | install | manifest)
 	"cmd_$c" "$@"
 	;;
 *)
-	sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac
