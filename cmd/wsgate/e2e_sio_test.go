@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -264,7 +265,37 @@ func TestSIOFleetThroughWsgate(t *testing.T) {
 	fc := startFleetClients(t, "http://"+g.addr, fleetClientsN, false)
 	checkFleet(t, fc.next("connect"), nodes)
 	checkNoMisses(t, g)
+	dumpBalance(t, g)
 	fc.send("quit")
+}
+
+// dumpBalance logs, after a failure, g's counters that explain a skewed
+// split: per-backend picks and health, upstream errors, sticky results.
+func dumpBalance(t *testing.T, gs ...*gate) {
+	t.Helper()
+	if !t.Failed() {
+		return
+	}
+	for _, g := range gs {
+		m, err := g.metrics()
+		if err != nil {
+			t.Logf("metrics: %v", err)
+			continue
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			for _, w := range []string{"backend", "health", "upstream", "sticky", "polling"} {
+				if strings.Contains(k, w) {
+					keys = append(keys, k)
+					break
+				}
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			t.Logf("%s %s = %v", g.addr, k, m[k])
+		}
+	}
 }
 
 // Two wsgate instances with the same flags behind a TCP splitter that sends
@@ -278,6 +309,7 @@ func TestSIOFleetThroughTwoInstances(t *testing.T) {
 	sp := startSplitter(t, g1.addr, g2.addr)
 	fc := startFleetClients(t, "http://"+sp.addr, fleetClientsN, false)
 	checkFleet(t, fc.next("connect"), nodes)
+	dumpBalance(t, g1, g2)
 	fc.send("quit")
 	for i, g := range []*gate{g1, g2} {
 		tagged := g.metric(t, `wsgate_sticky_handshakes_total{result="tagged"}`)
@@ -301,6 +333,7 @@ func TestSIOFleetNodeKilled(t *testing.T) {
 	g := startGate(t, backendArgs(nodes)...)
 	fc := startFleetClients(t, "http://"+g.addr, fleetClientsN, false)
 	checkFleet(t, fc.next("connect"), nodes)
+	dumpBalance(t, g)
 
 	victim := nodes[0]
 	victim.kill()
