@@ -27,6 +27,10 @@ const (
 	clientSSL  = 0x01 // PP2_CLIENT_SSL bit of its client byte
 	TypeWsgate = 0xE0 // application-specific range: the TLS front's secret (tls.go)
 	SecretLen  = 16
+	// TypeWsgateConn (application-specific range): the TLS front's id of the
+	// connection, 8 bytes big-endian, so that the reactor can ask the front
+	// to hand the connection over when it becomes a tunnel (tlsfront.Takeover).
+	TypeWsgateConn = 0xE1
 )
 
 var (
@@ -43,6 +47,7 @@ type Header struct {
 	Src    netip.Addr // the client; invalid for LOCAL/UNKNOWN (keep the TCP peer)
 	TLS    bool       // v2 PP2_TYPE_SSL with PP2_CLIENT_SSL: the client spoke TLS
 	Secret []byte     // v2 TLV TypeWsgate, when present (points into the input)
+	ConnID uint64     // v2 TLV TypeWsgateConn (8 bytes); 0 when absent
 }
 
 // Parse parses a PROXY v1 or v2 header at the start of buf. It
@@ -167,6 +172,11 @@ func parseV2(buf []byte) (Header, error) {
 			h.TLS = l >= 1 && v[0]&clientSSL != 0
 		case TypeWsgate:
 			h.Secret = v
+		case TypeWsgateConn:
+			if l != 8 {
+				return h, ErrBad
+			}
+			h.ConnID = binary.BigEndian.Uint64(v)
 		}
 		tlvs = tlvs[3+l:]
 	}
@@ -175,9 +185,14 @@ func parseV2(buf []byte) (Header, error) {
 
 // AppendV2 appends a PROXY v2 header for a TCP connection from src to
 // dst, with PP2_TYPE_SSL (client bit set) when tls, and wsgate's secret TLV
-// when secret is non-empty. It is what the TLS front sends (tls.go), and
-// what tests send.
+// when secret is non-empty. It is what tests send.
 func AppendV2(dst []byte, src, to netip.AddrPort, tls bool, secret []byte) []byte {
+	return AppendV2Conn(dst, src, to, tls, secret, 0)
+}
+
+// AppendV2Conn is AppendV2 with the TypeWsgateConn TLV naming connection
+// id when id is not 0. It is what the TLS front sends (loop/tlsfront).
+func AppendV2Conn(dst []byte, src, to netip.AddrPort, tls bool, secret []byte, id uint64) []byte {
 	dst = append(dst, v2Sig...)
 	dst = append(dst, 0x21)
 	sa, da := src.Addr().Unmap(), to.Addr().Unmap()
@@ -195,6 +210,9 @@ func AppendV2(dst []byte, src, to netip.AddrPort, tls bool, secret []byte) []byt
 	}
 	if len(secret) > 0 {
 		tlvLen += 3 + len(secret)
+	}
+	if id != 0 {
+		tlvLen += 3 + 8
 	}
 	dst = binary.BigEndian.AppendUint16(dst, uint16(addrLen+tlvLen))
 	if v4 {
@@ -215,6 +233,10 @@ func AppendV2(dst []byte, src, to netip.AddrPort, tls bool, secret []byte) []byt
 		dst = append(dst, TypeWsgate)
 		dst = binary.BigEndian.AppendUint16(dst, uint16(len(secret)))
 		dst = append(dst, secret...)
+	}
+	if id != 0 {
+		dst = append(dst, TypeWsgateConn, 0, 8)
+		dst = binary.BigEndian.AppendUint64(dst, id)
 	}
 	return dst
 }

@@ -64,6 +64,7 @@ func TestParseProxyHeader(t *testing.T) {
 		{"v2 bad family", v2(1, 0x41, nil), "", false, false, ErrBad},
 		{"v2 IPv4 too short", v2(1, 0x11, make([]byte, 8)), "", false, false, ErrBad},
 		{"v2 too long", append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x21, 0x11, 0xff, 0xff), "", false, false, ErrBad},
+		{"v2 conn id TLV of 7 bytes", v2ipv4([4]byte{1, 2, 3, 4}, [4]byte{5, 6, 7, 8}, 1, 2, 0xE1, 0, 7, 1, 2, 3, 4, 5, 6, 7), "", false, false, ErrBad},
 		{"v2 broken TLV", v2ipv4([4]byte{1, 2, 3, 4}, [4]byte{5, 6, 7, 8}, 1, 2, 0x20, 0, 9, 1), "", false, false, ErrBad},
 	}
 	for _, c := range cases {
@@ -98,6 +99,27 @@ func TestAppendProxyV2RoundTrip(t *testing.T) {
 		if err != nil || h.N != len(b) || h.Src != netip.MustParseAddrPort(src).Addr() || !h.TLS || !bytes.Equal(h.Secret, secret) {
 			t.Fatalf("%s: %+v %v", src, h, err)
 		}
+		if h.ConnID != 0 {
+			t.Fatalf("%s: conn id %d without the TLV", src, h.ConnID)
+		}
+		for _, id := range []uint64{1, 0x0102030405060708, ^uint64(0)} {
+			b := AppendV2Conn(nil, netip.MustParseAddrPort(src), netip.MustParseAddrPort("127.0.0.1:443"), true, secret, id)
+			h, err := Parse(b)
+			if err != nil || h.N != len(b) || h.ConnID != id || !h.TLS || !bytes.Equal(h.Secret, secret) {
+				t.Fatalf("%s id %x: %+v %v", src, id, h, err)
+			}
+		}
+	}
+}
+
+// TestParseConnID: the TypeWsgateConn TLV written by hand, among others.
+func TestParseConnID(t *testing.T) {
+	in := v2ipv4([4]byte{10, 0, 0, 9}, [4]byte{10, 0, 0, 1}, 1, 2,
+		0x04, 0, 1, 'x',
+		0xE1, 0, 8, 0, 0, 0, 0, 0, 0, 0x12, 0x34)
+	h, err := Parse(in)
+	if err != nil || h.ConnID != 0x1234 || h.N != len(in) {
+		t.Fatalf("%+v %v", h, err)
 	}
 }
 
