@@ -20,6 +20,7 @@ type Engine struct {
 	timeoutTicks int64          // ceil(IdleTimeout/Tick); -1 when disabled
 	finTicks     int64          // ceil(FinTimeout/Tick); -1 when disabled
 	bufs         *bufPool       // ReadSize buffers, shared by the loops
+	tlsBufs      *bufPool       // TLS tunnels' buffers (tlsBufSize: a whole record, or the records sealed from one read)
 	m            *engineMetrics // metrics.go; immutable
 	loops        []*loop        // immutable after New
 
@@ -32,7 +33,7 @@ type Engine struct {
 // New starts an engine with cfg (zero value: defaults).
 func New(cfg Config) (*Engine, error) {
 	cfg = cfg.normalized()
-	e := &Engine{cfg: cfg, epoch: cfg.Now(), bufs: newBufPool(cfg.ReadSize), m: newEngineMetrics(), timeoutTicks: -1, finTicks: -1}
+	e := &Engine{cfg: cfg, epoch: cfg.Now(), bufs: newBufPool(cfg.ReadSize), tlsBufs: newBufPool(tlsBufSize(cfg.ReadSize)), m: newEngineMetrics(), timeoutTicks: -1, finTicks: -1}
 	if cfg.IdleTimeout > 0 {
 		e.timeoutTicks = int64((cfg.IdleTimeout + cfg.Tick - 1) / cfg.Tick)
 	}
@@ -69,6 +70,22 @@ func (e *Engine) Add(clientFd, backendFd int, toBackend, toClient []byte, done f
 // AddTagged is Add with a tag that CloseTagged can later close the tunnel by
 // (the caller's name for a group, such as the tunnels of one backend).
 func (e *Engine) AddTagged(tag uint64, clientFd, backendFd int, toBackend, toClient []byte, done func(Stats)) error {
+	if err := checkFds(clientFd, backendFd); err != nil {
+		return err
+	}
+	c := command{kind: cmdAdd, fd: [2]int32{int32(clientFd), int32(backendFd)}, done: done, tag: tag}
+	if len(toBackend) > 0 {
+		c.init[SideClient], c.initN[SideClient] = e.bufs.copyIn(toBackend), int32(len(toBackend))
+	}
+	if len(toClient) > 0 {
+		c.init[SideBackend], c.initN[SideBackend] = e.bufs.copyIn(toClient), int32(len(toClient))
+	}
+	return e.enqueueAdd(c)
+}
+
+// checkFds checks the fds given to Add and sets O_NONBLOCK; on error both
+// are closed (but never a number that is not open).
+func checkFds(clientFd, backendFd int) error {
 	if clientFd < 0 || backendFd < 0 || clientFd == backendFd {
 		closeFd(clientFd)
 		if backendFd != clientFd {
@@ -90,24 +107,27 @@ func (e *Engine) AddTagged(tag uint64, clientFd, backendFd int, toBackend, toCli
 			return fmt.Errorf("%w: %d: %w", ErrBadFd, fd, err)
 		}
 	}
-	c := command{kind: cmdAdd, fd: [2]int32{int32(clientFd), int32(backendFd)}, done: done, tag: tag,
-		start: int64(e.cfg.Now().Sub(e.epoch))}
-	if len(toBackend) > 0 {
-		c.init[SideClient], c.initN[SideClient] = e.bufs.copyIn(toBackend), int32(len(toBackend))
-	}
-	if len(toClient) > 0 {
-		c.init[SideBackend], c.initN[SideBackend] = e.bufs.copyIn(toClient), int32(len(toClient))
-	}
+	return nil
+}
+
+// enqueueAdd hands c to the least-loaded loop.
+func (e *Engine) enqueueAdd(c command) error {
+	c.start = int64(e.cfg.Now().Sub(e.epoch))
 	l := e.pick()
 	l.load.Add(1)
 	e.n.Add(1)
 	if !l.enqueue(c) {
 		l.load.Add(-1)
 		e.n.Add(-1)
-		e.bufs.put(c.init[0])
-		e.bufs.put(c.init[1])
-		closeFd(clientFd)
-		closeFd(backendFd)
+		pool := e.bufs
+		if c.tls != nil {
+			pool = e.tlsBufs
+			c.tls.release(pool)
+		}
+		pool.put(c.init[0])
+		pool.put(c.init[1])
+		closeFd(int(c.fd[0]))
+		closeFd(int(c.fd[1]))
 		return ErrClosed
 	}
 	return nil

@@ -34,15 +34,17 @@ const (
 
 // command is what other goroutines hand to a loop through its queue.
 type command struct {
-	kind  cmdKind
-	fd    [2]int32   // cmdAdd: [SideClient], [SideBackend]
-	init  [2]*[]byte // cmdAdd: initial bytes read from side i, owned by the command until added
-	initN [2]int32
-	start int64 // cmdAdd: nanoseconds since Engine.epoch
-	done  func(Stats)
-	tag   uint64        // cmdAdd
-	fn    func(*loop)   // cmdRun
-	ack   chan struct{} // cmdRun
+	kind      cmdKind
+	fd        [2]int32   // cmdAdd: [SideClient], [SideBackend]
+	init      [2]*[]byte // cmdAdd: initial bytes read from side i, owned by the command until added
+	initN     [2]int32
+	start     int64 // cmdAdd: nanoseconds since Engine.epoch
+	done      func(Stats)
+	tag       uint64        // cmdAdd
+	tls       *tlsConn      // cmdAdd: the client side's TLS state (AddTLS); nil for plain
+	initPlain int32         // cmdAdd with tls: plaintext bytes sealed into init[SideBackend]
+	fn        func(*loop)   // cmdRun
+	ack       chan struct{} // cmdRun
 }
 
 // loop is one epoll loop and the tunnels on it. Fields below mu are shared
@@ -334,6 +336,10 @@ func (l *loop) add(c *command) {
 	t.start = c.start
 	t.done = c.done
 	t.tag = c.tag
+	t.tls = c.tls
+	if c.tls != nil {
+		t.dir[SideBackend].written = int64(c.initPlain) // counted as sealed (Stats count plaintext)
+	}
 	t.lastActive = l.nowTick
 	for s := range t.dir {
 		if c.init[s] != nil {
@@ -356,9 +362,14 @@ func (l *loop) add(c *command) {
 	}
 	// Initial bytes: write them now (reading waits for the events).
 	for s := range t.dir {
-		if t.dir[s].buf != nil && !l.pump(t, idx, s) {
+		if (t.dir[s].buf != nil || t.tls != nil && t.tls.flags&tlsOweKeyUpdate != 0) && !l.pump(t, idx, s) {
 			return
 		}
+	}
+	if t.tls != nil && t.tls.flags&tlsPeerClosed != 0 && t.dir[SideClient].flags&dirEOF == 0 {
+		// close_notify came with the handover's pending records.
+		l.eof(t, idx, int(SideClient))
+		l.pump(t, idx, int(SideClient))
 	}
 }
 

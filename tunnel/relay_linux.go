@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/tunnel/rawsys"
+	"github.com/wsgate/wsgate/tunnel/tlsrec"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,7 +55,8 @@ type tunnel struct {
 	lastActive int64    // tick of the last byte moved (the wheel compares it, activity never touches the wheel)
 	start      int64    // ns since Engine.epoch at Add
 	done       func(Stats)
-	tag        uint64 // AddTagged's tag; 0 for Add
+	tag        uint64   // AddTagged's tag; 0 for Add
+	tls        *tlsConn // the client side's TLS 1.3 state (AddTLS); nil for plain tunnels
 }
 
 // handle processes one epoll event for side s of t.
@@ -88,6 +90,12 @@ const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 // while anything is held for a destination that is not writable), or the
 // direction finishes. It reports whether the tunnel is still open.
 func (l *loop) pump(t *tunnel, idx int32, src int) bool {
+	if t.tls != nil {
+		if src == int(SideClient) {
+			return l.pumpOpen(t, idx)
+		}
+		return l.pumpSeal(t, idx)
+	}
 	d := &t.dir[src]
 	dst := 1 - src
 	if d.flags&dirShut != 0 {
@@ -287,11 +295,19 @@ func (l *loop) fail(t *tunnel, idx int32, s int, op string, err error) bool {
 // caller kept against Add's contract, carries the old generation and is
 // dropped.
 func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
+	pool := l.e.bufs
+	if t.tls != nil {
+		if r == IdleTimeout || r == Shutdown {
+			l.tlsGoodbye(t, tlsrec.AlertCloseNotify)
+		}
+		t.tls.release(l.e.tlsBufs)
+		pool = l.e.tlsBufs
+	}
 	for s, fd := range t.fd {
 		rawsys.Close(int(fd))
 		d := &t.dir[s]
 		if d.buf != nil {
-			l.e.bufs.put(d.buf)
+			pool.put(d.buf)
 		}
 		l.stopSplice(d)
 	}
