@@ -183,7 +183,6 @@ func TestTLSTunnelEcho(t *testing.T) {
 	}
 }
 
-
 // A KeyUpdate from the client with update_requested: the engine opens the
 // next records with the new keys, answers with a KeyUpdate of its own, and
 // seals what follows with its new keys.
