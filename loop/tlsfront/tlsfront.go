@@ -29,11 +29,44 @@
 // the runtime poller's wait (sysconn.go); BENCHMARKS.md has what each
 // step saved.
 //
-// The cost per wss tunnel: two more sockets (the inner pair; 4 files
-// instead of 2) and two goroutines whose relay buffers are pooled and held
-// only while bytes are in flight (a relay waits for readability with no
-// buffer), so an idle wss tunnel holds the tls.Conn, two goroutine stacks
-// and no copy buffer (BENCHMARKS.md has the measured size).
+// TLS 1.3 records are wsgate's own (tunnel/tlsrec), not crypto/tls's,
+// once the handshake is done, so that a connection that becomes a wss
+// tunnel can be handed to the tunnel engine with its exact record state
+// (Takeover): the tunnel then holds the client's socket and the backend's
+// (2 files) and no goroutine, like a plain one. The route to the state,
+// without a fork of crypto/tls:
+//
+//   - The traffic secrets come from tls.Config.KeyLogWriter (one keyLog per
+//     Front): CLIENT_TRAFFIC_SECRET_0 and SERVER_TRAFFIC_SECRET_0 lines,
+//     filed under the client random, which the connection reads from its
+//     own ClientHello and registers first (two connections with one random
+//     both fall back to crypto/tls). The entry is removed after the
+//     handshake, failed or not. The suite is ConnectionState's.
+//   - The client's direction starts at sequence 0: crypto/tls has opened
+//     no application record when a server's Handshake returns, since the
+//     server's handshake ends at the client's Finished, and crypto/tls
+//     has no byte past that record: the socket it reads (recConn) never
+//     returns bytes beyond the end of the current record. What the client
+//     sent behind its Finished stays in recConn's buffer, and the relay
+//     starts with it.
+//   - Our direction starts after the records crypto/tls wrote under the
+//     application key (its session tickets, in the server's flight):
+//     recConn keeps a copy of each protected record written during the
+//     handshake, and those that authenticate under the server's
+//     application secret are counted (records under the handshake key
+//     fail). The count is by authentication, not by guess. Session tickets
+//     stay on: resumption works.
+//
+// TLS 1.2 connections are relayed by crypto/tls as before, and their
+// tunnels go through the inner socket (4 files, two goroutines).
+//
+// Until a connection becomes a tunnel (or for good, if it never does), a
+// goroutine per direction relays it: records opened and sealed by
+// frontConn13 (KeyUpdate both ways, close_notify, a fatal alert for a
+// record that fails authentication, nothing of which is forwarded). The
+// relay buffers are pooled and held only while bytes are in flight (a
+// relay waits for readability with no buffer), so an idle connection
+// holds two goroutine stacks and no copy buffer.
 //
 // The front knows nothing of the reactor that serves its inner listener:
 // Config gives it the timeouts, the PROXY header's secret, the admission
@@ -86,6 +119,11 @@ type Config struct {
 	OutOfFiles func(what string, err error)
 	// Counters, each optional.
 	Refused, Handshakes, HandshakeErrs *metrics.Counter
+	// Connections by version and by whose code handles their records
+	// after the handshake (crypto/tls: "front"; tunnel/tlsrec: "engine").
+	TLS12, TLS13Front, TLS13Engine *metrics.Counter
+	// Takeovers and takeovers refused (Takeover's ok).
+	Takeovers, TakeoverFails *metrics.Counter
 }
 
 // CertFiles is one --tls-cert/--tls-key pair of PEM files.
@@ -163,6 +201,10 @@ type Front struct {
 	files  []CertFiles    // immutable
 	conf   *tls.Config    // immutable; reads certs
 
+	keys   keyLog   // the tls.Config's KeyLogWriter (recconn.go)
+	conns  sync.Map // connection id → *frontConn13, while it can be taken over
+	nextID atomic.Uint64
+
 	certs       atomic.Pointer[certSet]
 	handshaking atomic.Int64 // connections accepted and not yet relayed
 	relaying    atomic.Int64 // connections being relayed
@@ -184,6 +226,7 @@ func Open(cfg Config) (*Front, error) {
 		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return f.certs.Load().pick(h.ServerName), nil
 		},
+		KeyLogWriter: &f.keys,
 	}
 	// Private to this process: an abstract name (no file to clean up) that
 	// other processes cannot guess, and the PROXY header's secret TLV.
@@ -297,7 +340,9 @@ func (f *Front) acceptLoop(ln net.Listener) {
 }
 
 // serve runs one TLS connection: handshake (bounded by HeaderTimeout),
-// then the relay to the inner listener.
+// then the relay to the inner listener: records of TLS 1.3 by tlsrec
+// (frontConn13, which Takeover can hand to the tunnel engine), the rest
+// by crypto/tls (frontConn).
 func (f *Front) serve(c *net.TCPConn) {
 	cs, err := newSysConn(c)
 	if err != nil {
@@ -305,49 +350,82 @@ func (f *Front) serve(c *net.TCPConn) {
 		c.Close()
 		return
 	}
-	tc := tls.Server(cs, f.conf)
+	rc := newRecConn(cs, &f.keys)
+	tc := tls.Server(rc, f.conf)
 	c.SetDeadline(time.Now().Add(f.cfg.HeaderTimeout))
 	err = tc.Handshake()
 	c.SetDeadline(time.Time{})
 	if err != nil {
+		rc.forget()
+		rc.release()
 		f.handshaking.Add(-1)
 		inc(f.cfg.HandshakeErrs)
 		c.Close()
 		return
 	}
 	inc(f.cfg.Handshakes)
+	st := tc.ConnectionState()
+	rd, wr, ok13 := rc.handover13(st)
+	switch {
+	case ok13:
+		inc(f.cfg.TLS13Engine)
+	case st.Version == tls.VersionTLS13:
+		inc(f.cfg.TLS13Front)
+	default:
+		inc(f.cfg.TLS12)
+	}
+	if !ok13 {
+		rc.passthrough = true // crypto/tls reads on, through what is buffered
+	}
 	ic, err := net.DialUnix("unix", nil, f.innerA)
 	f.handshaking.Add(-1)
 	if err != nil {
 		if outOfFiles(err) {
 			f.outOfFiles("relaying a TLS connection", err)
-			f.answer503(tc)
+			if !ok13 { // (a TLS 1.3 client gets no answer: crypto/tls's record state is behind)
+				f.answer503(tc)
+			}
 		} else {
 			f.logf("tls: inner connection: %v", err)
 		}
+		rc.release()
 		c.Close()
 		return
 	}
 	is, err := newSysConn(ic)
 	if err != nil {
+		rc.release()
 		ic.Close()
 		c.Close()
 		return
 	}
-	hdr := make([]byte, 0, 64)
-	hdr = proxyproto.AppendV2(hdr, c.RemoteAddr().(*net.TCPAddr).AddrPort(), c.LocalAddr().(*net.TCPAddr).AddrPort(), true, f.cfg.Secret)
+	var id uint64
+	if ok13 {
+		id = f.nextID.Add(1)
+	}
+	hdr := make([]byte, 0, 80)
+	hdr = proxyproto.AppendV2Conn(hdr, c.RemoteAddr().(*net.TCPAddr).AddrPort(), c.LocalAddr().(*net.TCPAddr).AddrPort(), true, f.cfg.Secret, id)
+	var run func()
+	if ok13 {
+		fc := newFrontConn13(f, id, c, cs, ic, is, rd, wr, rc)
+		f.conns.Store(id, fc) // before the header: the reactor may ask for it at once
+		run = fc.relay
+	} else {
+		run = newFrontConn(f, tc, c, cs, ic, is).relay
+	}
 	if _, err := is.Write(hdr); err != nil {
+		f.conns.Delete(id)
+		rc.release()
 		ic.Close()
 		c.Close()
 		return
 	}
 	f.relaying.Add(1)
-	fc := newFrontConn(f, tc, c, cs, ic, is)
 	// The relay runs on fresh goroutines, not on this one, whose stack grew
 	// during the handshake (crypto).
 	go func() {
 		defer f.relaying.Add(-1)
-		fc.relay()
+		run()
 	}()
 }
 
