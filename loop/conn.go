@@ -53,6 +53,7 @@ type clientConn struct {
 	// close callback. Handler goroutine only, once netpoll has handed over.
 	clientIP netip.Addr
 	proxy    uint8
+	frontID  uint64 // the TLS front's id of the connection (a TLS 1.3 one it can hand over); 0: none
 	ipHeld   bool
 	ipKey    limit.Key
 }

@@ -56,6 +56,9 @@ func (s *Server) readProxyHeader(cc *clientConn) bool {
 				return false
 			}
 			r.Skip(h.N)
+			if mode == proxyFront {
+				cc.frontID = h.ConnID // tlsfront.Takeover, when it becomes a tunnel (exchange.go)
+			}
 			s.m.countProxyHeader(proxyResultOK)
 			if h.Src.IsValid() {
 				cc.setClient(h.Src, s.trusted(h.Src))

@@ -696,9 +696,11 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 		if n := c.Reader().Len(); n > 0 {
 			toBackend, _ = c.Reader().Next(n)
 		}
+		if cc.frontID != 0 && s.takeOverTLS(cc, c, b, upfd, toBackend, toClient, done) { // tls.go
+			return nil
+		}
 		fd, err := dupFd(c)
 		if err != nil { // the client never got its 101; closing tells it
-
 			s.logTunnelErr(err)
 			closeFd(upfd)
 			b.Release()

@@ -43,6 +43,11 @@ type serverMetrics struct {
 
 	// The TLS front (tls.go).
 	tlsHandshakes, tlsHandshakeErrs, tlsReloads, tlsReloadErrs *metrics.Counter
+	// Connections by version and by whose code handles their records
+	// (path "engine": wsgate's own, tunnel/tlsrec; "front": crypto/tls),
+	// and TLS 1.3 tunnels handed to the engine or refused (tlsfront.Takeover).
+	tlsConns12, tlsConns13Front, tlsConns13Engine *metrics.Counter
+	tlsTakeovers, tlsTakeoverFails                *metrics.Counter
 }
 
 func newServerMetrics() *serverMetrics {
@@ -93,6 +98,11 @@ func newServerMetrics() *serverMetrics {
 	m.tlsHandshakeErrs = c(`wsgate_tls_handshakes_total{result="error"}`)
 	m.tlsReloads = c(`wsgate_tls_reloads_total{result="ok"}`)
 	m.tlsReloadErrs = c(`wsgate_tls_reloads_total{result="error"}`)
+	m.tlsConns12 = c(`wsgate_tls_connections_total{version="1.2",path="front"}`)
+	m.tlsConns13Front = c(`wsgate_tls_connections_total{version="1.3",path="front"}`)
+	m.tlsConns13Engine = c(`wsgate_tls_connections_total{version="1.3",path="engine"}`)
+	m.tlsTakeovers = c(`wsgate_tls_takeovers_total{result="ok"}`)
+	m.tlsTakeoverFails = c(`wsgate_tls_takeovers_total{result="fallback"}`)
 	return m
 }
 

@@ -8,7 +8,9 @@ import (
 	"github.com/cloudwego/netpoll"
 	"golang.org/x/sys/unix"
 
+	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/loop/tlsfront"
+	"github.com/wsgate/wsgate/tunnel"
 )
 
 // TLS termination is done by loop/tlsfront, in front of the plain path:
@@ -42,6 +44,11 @@ func openFront(s *Server, tc TLSConfig) (*tlsfront.Front, error) {
 		Refused:       s.m.refusedMaxConns,
 		Handshakes:    s.m.tlsHandshakes,
 		HandshakeErrs: s.m.tlsHandshakeErrs,
+		TLS12:         s.m.tlsConns12,
+		TLS13Front:    s.m.tlsConns13Front,
+		TLS13Engine:   s.m.tlsConns13Engine,
+		Takeovers:     s.m.tlsTakeovers,
+		TakeoverFails: s.m.tlsTakeoverFails,
 	})
 }
 
@@ -66,6 +73,34 @@ func (s *Server) ReloadCertificates() error {
 	}
 	s.m.tlsReloads.Inc()
 	return nil
+}
+
+// takeOverTLS moves a TLS 1.3 connection from the front to the tunnel
+// engine as a wss tunnel to b (upfd): the engine then holds the client's
+// own socket and its record state, and the inner connection (c, whose
+// close callback this runs in) ends. toBackend is what netpoll had read of
+// c; toClient the plaintext the engine seals first. false: the front
+// would not hand it over (the caller tunnels the inner connection, as for
+// TLS 1.2); upfd and the backend's count are then still the caller's.
+func (s *Server) takeOverTLS(cc *clientConn, c netpoll.Connection, b *balancer.Backend, upfd int, toBackend, toClient []byte, done func(tunnel.Stats)) bool {
+	nc, ok := c.(netpoll.Conn)
+	if !ok || s.edge == nil || s.edge.tls == nil {
+		return false
+	}
+	h, ok := s.edge.tls.Takeover(cc.frontID, nc.Fd())
+	if !ok {
+		return false
+	}
+	// Order: what netpoll read from the inner socket, what was left in it,
+	// what the front had opened and not written. (A new slice: toBackend
+	// points into netpoll's buffer.)
+	tb := make([]byte, 0, len(toBackend)+len(h.ToBackend))
+	tb = append(append(tb, toBackend...), h.ToBackend...)
+	t := &tunnel.TLS{Read: h.Read, Write: h.Write, Pending: h.Pending}
+	if err := s.addTLSTunnel(b, h.Fd, upfd, tb, toClient, t, done); err != nil { // tunnel.go: counts the tunnel on b
+		s.logTunnelErr(err)
+	}
+	return true
 }
 
 // isFrontConn reports whether conn came in on the inner listener.

@@ -51,6 +51,17 @@ func (s *Server) addTunnel(b *balancer.Backend, clientFd, backendFd int, toBacke
 	return nil
 }
 
+// addTLSTunnel is addTunnel for a TLS 1.3 client whose records the engine
+// opens and seals (tls.go, takeOverTLS).
+func (s *Server) addTLSTunnel(b *balancer.Backend, clientFd, backendFd int, toBackend, toClient []byte, t *tunnel.TLS, done func(tunnel.Stats)) error {
+	b.TunnelStarted()
+	if err := s.cfg.Tunnels.AddTLS(backendTag(b), clientFd, backendFd, toBackend, toClient, t, done); err != nil {
+		b.TunnelEnded()
+		return err
+	}
+	return nil
+}
+
 // tunnelDone builds the engine's done callback for a tunnel to b, while ex
 // still holds the handshake: when the tunnel ends it releases the count
 // addTunnel took (TunnelEnded), then hands the stats to the record
