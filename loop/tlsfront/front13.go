@@ -225,7 +225,7 @@ func (fc *frontConn13) clientToInner() int {
 			}
 			if err := rc.Read(fc.peek); err != nil { // waits with no buffer
 				if fc.stop.Load() {
-					return fc.park(fc.rn)
+					return fc.park(0)
 				}
 				return dirFailed
 			}
@@ -236,7 +236,7 @@ func (fc *frontConn13) clientToInner() int {
 		fc.cn, fc.cerr = 0, nil
 		if err := rc.Read(fc.clientRead); err != nil {
 			if fc.stop.Load() {
-				return fc.park(fc.rn)
+				return fc.park(0)
 			}
 			return dirFailed
 		}
