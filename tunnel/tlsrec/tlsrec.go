@@ -136,6 +136,9 @@ func (h *Half) Init(suite uint16, secret []byte, seq uint64) error {
 	if len(secret) != hashNew().Size() {
 		return errors.New("tlsrec: traffic secret length does not match the suite's hash")
 	}
+	var sec [maxSecretLen]byte // secret may alias h.secret
+	copy(sec[:], secret)
+	secret = sec[:len(secret)]
 	key := expandLabel(hashNew, secret, "key", keyLen)
 	iv := expandLabel(hashNew, secret, "iv", ivLen)
 	var aead cipher.AEAD
@@ -157,8 +160,8 @@ func (h *Half) Init(suite uint16, secret []byte, seq uint64) error {
 	h.suite = suite
 	h.secretLen = uint8(len(secret))
 	copy(h.iv[:], iv)
-	clear(h.secret[:])
-	copy(h.secret[:], secret)
+	h.secret = sec
+	clear(sec[:])
 	return nil
 }
 

@@ -130,6 +130,18 @@ func TestNewHalfErrors(t *testing.T) {
 			t.Errorf("%s: NewHalf = %v, %v", s.name, h, err)
 		}
 	}
+	// Init with h's own secret (aliasing) restarts the same keys.
+	for _, s := range suites {
+		w, r, _ := pair(t, s.id)
+		rec := w.Seal(nil, TypeApplicationData, []byte("x"))
+		r.Seal(nil, TypeApplicationData, nil) // move r's seq
+		if err := r.Init(s.id, r.secret[:r.secretLen], 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, c, err := r.Open(rec); err != nil || string(c) != "x" {
+			t.Errorf("%s: Init from own secret: %v", s.name, err)
+		}
+	}
 	// Init failure leaves the Half unchanged.
 	h, _ := NewHalf(tls.TLS_AES_128_GCM_SHA256, make([]byte, 32), 3)
 	if err := h.Init(tls.TLS_AES_256_GCM_SHA384, make([]byte, 32), 0); err == nil || h.Suite() != tls.TLS_AES_128_GCM_SHA256 || h.Seq() != 3 {
