@@ -18,9 +18,9 @@
 //
 // Everything else is left to crypto/tls: the handshake, certificate checks,
 // session tickets (a NewSessionTicket is reported by [NextHandshake] and can
-// be ignored), 0-RTT, and TLS 1.2 (not supported here at all). Only the
-// three TLS 1.3 suites exist: TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384
-// and TLS_CHACHA20_POLY1305_SHA256.
+// be ignored), 0-RTT, and TLS 1.2 (not supported here at all). The suites
+// are the three crypto/tls implements for TLS 1.3: TLS_AES_128_GCM_SHA256,
+// TLS_AES_256_GCM_SHA384 and TLS_CHACHA20_POLY1305_SHA256.
 //
 // # Usage limits
 //
@@ -49,8 +49,23 @@
 // with runtime.MemStats over 10,000 Halves (go1.26, linux/amd64, see
 // TestHalfMemory), heap per Half including the Half itself: AES-128-GCM and
 // AES-256-GCM 880 B (the expanded AES key schedules and the GHASH table
-// dominate), ChaCha20-Poly1305 144 B (the Half plus the 32-byte key). Creating a Half or calling Update allocates (key
-// derivation, new AEAD); Seal and Open do not.
+// dominate), ChaCha20-Poly1305 144 B (the Half plus the 32-byte key). A
+// connection needs two. Creating a Half or calling Update allocates (key
+// derivation, new AEAD); Seal and Open do not. The traffic secret is kept in
+// a fixed array inside the Half and overwritten on Update; the AEAD's key
+// schedule of the previous key is left to the garbage collector.
+//
+// # Taking over from crypto/tls
+//
+// The seq given to NewHalf must count every record already protected with
+// the secret in that direction, including post-handshake records crypto/tls
+// sent or read itself: a crypto/tls server sends its NewSessionTickets under
+// SERVER_TRAFFIC_SECRET_0 right after the handshake (OpenSSL sends two by
+// default), so a taker-over must count them (or trial-open, as the tests
+// do). RecordLen is strict about the header (legacy_record_version must be
+// 0x0303, which every TLS 1.3 stack sends after the first ClientHello, even
+// though RFC 8446 tells receivers to ignore the field); it is meant for the
+// stream after the handshake only.
 package tlsrec
 
 import (
