@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wsgate/wsgate/loop/proxyproto"
 	"github.com/wsgate/wsgate/tunnel/tlsrec"
 )
@@ -475,7 +477,18 @@ func TestTakeover(t *testing.T) {
 	cl.send(tlsrec.TypeApplicationData, []byte("frame2"))
 	part := cl.wr.Seal(nil, tlsrec.TypeApplicationData, []byte("frame3"))
 	cl.c.Write(part[:9])
-	time.Sleep(100 * time.Millisecond) // let the front read and relay them
+	// Wait until the front has relayed the two whole records (the partial
+	// one it may or may not have read by the takeover: both must work).
+	deadline := time.Now().Add(5 * time.Second)
+	for inq := 0; inq < 12; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the front relayed %d bytes of 12", inq)
+		}
+		time.Sleep(5 * time.Millisecond)
+		irc, _ := ic.SyscallConn()
+		irc.Control(func(s uintptr) { inq, _ = unix.IoctlGetInt(int(s), unix.SIOCINQ) })
+		inq -= br.Buffered()
+	}
 
 	if _, ok := tf.f.Takeover(h.ConnID+1000, -1); ok {
 		t.Fatal("Takeover of an unknown id")
@@ -496,8 +509,8 @@ func TestTakeover(t *testing.T) {
 	if got := string(ho.ToBackend); got != "frame1frame2" {
 		t.Fatalf("ToBackend %q", got)
 	}
-	if !bytes.Equal(ho.Pending, part[:9]) {
-		t.Fatalf("Pending %x, want the partial record %x", ho.Pending, part[:9])
+	if len(ho.Pending) != 0 && !bytes.Equal(ho.Pending, part[:9]) {
+		t.Fatalf("Pending %x, want the partial record %x (or nothing, if the front had not read it)", ho.Pending, part[:9])
 	}
 	if _, got := cl.recv(); string(got) != "earlier response" {
 		t.Fatalf("client got %q", got)
