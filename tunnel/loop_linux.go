@@ -67,6 +67,11 @@ type loop struct {
 	pipeRetryTick int64   // no pipe2 before this tick (after EMFILE and the like)
 	stopping      bool
 
+	// TLS tunnels whose AEADs are built (tls_linux.go: restIdleTLS lets
+	// those of quiet tunnels go once a tick).
+	tlsWarm  []slotRef
+	tlsSwept int64 // tick of the last sweep
+
 	// Batched metrics, flushed to the package counters after each batch.
 	bytes       [2]int64 // by source side
 	spliceBytes int64
@@ -199,7 +204,7 @@ func (l *loop) updateNow() {
 // waitFor is how long to wait for events: until the next tick while the
 // wheel holds anything, else forever (-1).
 func (l *loop) waitFor() time.Duration {
-	if l.wheel.Len() == 0 {
+	if l.wheel.Len() == 0 && len(l.tlsWarm) == 0 {
 		return -1
 	}
 	next := time.Duration(l.nowTick+1) * l.e.cfg.Tick
@@ -277,6 +282,9 @@ func (l *loop) run() {
 		if l.nowTick > l.wheel.Cur() {
 			l.wheel.Advance(l.nowTick, l.expire)
 		}
+		if l.nowTick > l.tlsSwept && len(l.tlsWarm) > 0 {
+			l.restIdleTLS()
+		}
 	}
 }
 
@@ -338,6 +346,7 @@ func (l *loop) add(c *command) {
 	t.tag = c.tag
 	t.tls = c.tls
 	if c.tls != nil {
+		l.warmTLS(t, idx)
 		t.dir[SideBackend].written = int64(c.initPlain) // counted as sealed (Stats count plaintext)
 	}
 	t.lastActive = l.nowTick

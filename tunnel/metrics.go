@@ -14,6 +14,7 @@ type engineMetrics struct {
 	bytes  [2]*metrics.Counter            // by the source side of the direction
 
 	spliceSwitches, spliceBytes, pipesCreated, pipeErrors *metrics.Counter
+	tlsRested                                             *metrics.Counter // TLS tunnels whose AEADs went at rest (restIdleTLS)
 }
 
 func newEngineMetrics() *engineMetrics {
@@ -31,5 +32,6 @@ func newEngineMetrics() *engineMetrics {
 	m.spliceBytes = set.NewCounter(`wsgate_tunnel_splice_bytes_total`)
 	m.pipesCreated = set.NewCounter(`wsgate_tunnel_pipes_created_total`)
 	m.pipeErrors = set.NewCounter(`wsgate_tunnel_pipe_errors_total`)
+	m.tlsRested = set.NewCounter(`wsgate_tunnel_tls_rested_total`)
 	return m
 }

@@ -442,3 +442,45 @@ func selfSigned(tb testing.TB) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// A TLS tunnel quiet for a whole tick lets its AEADs go, and the next
+// bytes build them again: both ways still work.
+func TestTLSTunnelRestsWhenIdle(t *testing.T) {
+	r := newRig(t)
+	clk := newFakeClock()
+	e := newEngine(t, Config{Now: clk.Now, Loops: 1})
+	p, rc := r.newTLSPair(t, e, tls.TLS_AES_128_GCM_SHA256, nil, nil, nil)
+	go echo(p.backend)
+	rc.send(t, tlsrec.TypeApplicationData, []byte("warm"))
+	if got := rc.readData(t, 4); string(got) != "warm" {
+		t.Fatalf("got %q", got)
+	}
+	resting := func() (rd, wr bool) {
+		e.run(func(l *loop) {
+			for ci := range l.chunks {
+				for j := range l.chunks[ci] {
+					if tt := &l.chunks[ci][j]; tt.open && tt.tls != nil {
+						rd, wr = tt.tls.rd.Resting(), tt.tls.wr.Resting()
+					}
+				}
+			}
+		})
+		return
+	}
+	if rd, wr := resting(); rd || wr {
+		t.Fatal("AEADs at rest right after traffic")
+	}
+	for range 3 {
+		clk.Advance(time.Second)
+		e.tick()
+	}
+	eventually(t, 5*time.Second, "AEADs at rest", func() bool { rd, wr := resting(); return rd && wr })
+	rc.send(t, tlsrec.TypeApplicationData, []byte("again"))
+	if got := rc.readData(t, 5); string(got) != "again" {
+		t.Fatalf("after rest: %q", got)
+	}
+	if rd, wr := resting(); rd || wr {
+		t.Fatal("AEADs still at rest after traffic")
+	}
+	p.notClosed(t)
+}

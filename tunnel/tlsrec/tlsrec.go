@@ -45,15 +45,18 @@
 // place, so the returned content aliases the record buffer. A Half is not
 // safe for concurrent use; it models one direction, so a connection has two.
 //
-// A Half is 104 bytes (unsafe.Sizeof) plus its AEAD on the heap. Measured
+// A Half is 136 bytes (unsafe.Sizeof) plus its AEAD on the heap. Measured
 // with runtime.MemStats over 10,000 Halves (go1.26, linux/amd64, see
 // TestHalfMemory), heap per Half including the Half itself: AES-128-GCM and
-// AES-256-GCM 880 B (the expanded AES key schedules and the GHASH table
-// dominate), ChaCha20-Poly1305 144 B (the Half plus the 32-byte key). A
-// connection needs two. Creating a Half or calling Update allocates (key
-// derivation, new AEAD); Seal and Open do not. The traffic secret is kept in
-// a fixed array inside the Half and overwritten on Update; the AEAD's key
-// schedule of the previous key is left to the garbage collector.
+// AES-256-GCM about 910 B (the expanded AES key schedules and the GHASH
+// table dominate), ChaCha20-Poly1305 176 B. A connection needs two. Rest
+// lets the AEAD go and keeps the key (about 144 B per Half at rest, any
+// suite); the next Seal or Open rebuilds it (an allocation, only then).
+// Creating a Half or calling Update allocates (key derivation, new AEAD);
+// Seal and Open of a Half that is not resting do not. The traffic secret
+// and key are kept in fixed arrays inside the Half and overwritten on
+// Update; the AEAD's key schedule of the previous key is left to the
+// garbage collector.
 //
 // # Taking over from crypto/tls
 //
@@ -125,6 +128,8 @@ type Half struct {
 	iv        [ivLen]byte
 	nonce     [ivLen]byte // scratch: passing a stack array through the AEAD interface would allocate
 	secret    [maxSecretLen]byte
+	key       [32]byte // the current key, kept so that Rest can let the AEAD go
+	keyLen    uint8
 }
 
 // NewHalf returns the record protection for one direction. suite is a
@@ -156,21 +161,14 @@ func (h *Half) Init(suite uint16, secret []byte, seq uint64) error {
 	secret = sec[:len(secret)]
 	key := expandLabel(hashNew, secret, "key", keyLen)
 	iv := expandLabel(hashNew, secret, "iv", ivLen)
-	var aead cipher.AEAD
-	var err error
-	if suite == tls.TLS_CHACHA20_POLY1305_SHA256 {
-		aead, err = chacha20poly1305.New(key)
-	} else {
-		var b cipher.Block
-		if b, err = aes.NewCipher(key); err == nil {
-			aead, err = cipher.NewGCM(b)
-		}
-	}
-	clear(key)
+	aead, err := newAEAD(suite, key)
 	if err != nil {
+		clear(key)
 		return err
 	}
 	h.aead = aead
+	h.keyLen = uint8(copy(h.key[:], key))
+	clear(key)
 	h.seq = seq
 	h.suite = suite
 	h.secretLen = uint8(len(secret))
@@ -178,6 +176,35 @@ func (h *Half) Init(suite uint16, secret []byte, seq uint64) error {
 	h.secret = sec
 	clear(sec[:])
 	return nil
+}
+
+func newAEAD(suite uint16, key []byte) (cipher.AEAD, error) {
+	if suite == tls.TLS_CHACHA20_POLY1305_SHA256 {
+		return chacha20poly1305.New(key)
+	}
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
+}
+
+// Rest lets the AEAD go (its expanded key and tables: most of a Half's
+// memory with AES-GCM); the next Seal or Open builds it again from the key
+// kept in the Half. For connections that go quiet: an idle tunnel then
+// holds the Half alone.
+func (h *Half) Rest() { h.aead = nil }
+
+// Resting reports whether the AEAD has been let go (Rest) and not rebuilt.
+func (h *Half) Resting() bool { return h.aead == nil }
+
+// wake rebuilds the AEAD after Rest.
+func (h *Half) wake() {
+	aead, err := newAEAD(h.suite, h.key[:h.keyLen])
+	if err != nil {
+		panic("tlsrec: " + err.Error()) // the key was accepted by Init
+	}
+	h.aead = aead
 }
 
 func suiteParams(suite uint16) (hashNew func() hash.Hash, keyLen int, ok bool) {
@@ -288,6 +315,9 @@ func (h *Half) Seal(dst []byte, typ uint8, content []byte) []byte {
 	out[4] = byte(n)
 	copy(out[HeaderLen:], content) // memmove: fine when content aliases in place
 	out[HeaderLen+len(content)] = typ
+	if h.aead == nil {
+		h.wake()
+	}
 	h.setNonce()
 	h.aead.Seal(out[HeaderLen:HeaderLen], h.nonce[:], out[HeaderLen:HeaderLen+len(content)+1], out[:HeaderLen])
 	h.seq++
@@ -322,6 +352,9 @@ func (h *Half) Open(rec []byte) (typ uint8, content []byte, err error) {
 	}
 	if h.seq == math.MaxUint64 {
 		return 0, nil, ErrSeqExhausted
+	}
+	if h.aead == nil {
+		h.wake()
 	}
 	h.setNonce()
 	body := rec[HeaderLen:]

@@ -661,7 +661,7 @@ func TestAllocs(t *testing.T) {
 // 10,000 Halves; the figures go into the package comment.
 func TestHalfMemory(t *testing.T) {
 	t.Logf("unsafe.Sizeof(Half{}) = %d", unsafe.Sizeof(Half{}))
-	if unsafe.Sizeof(Half{}) > 128 {
+	if unsafe.Sizeof(Half{}) > 144 {
 		t.Errorf("Half grew to %d bytes", unsafe.Sizeof(Half{}))
 	}
 	const N = 10000
@@ -680,6 +680,16 @@ func TestHalfMemory(t *testing.T) {
 		t.Logf("%s: %.0f heap bytes per Half", s.name, per)
 		if per > 2048 {
 			t.Errorf("%s: %.0f bytes per Half", s.name, per)
+		}
+		for _, h := range hs {
+			h.Rest()
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		rest := float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / N
+		t.Logf("%s: %.0f heap bytes per Half at rest", s.name, rest)
+		if rest > 192 {
+			t.Errorf("%s: %.0f bytes per Half at rest, want the Half alone", s.name, rest)
 		}
 		runtime.KeepAlive(hs)
 	}
