@@ -98,4 +98,3 @@ func waitFor(t *testing.T, out *syncBuffer, what string, d time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
