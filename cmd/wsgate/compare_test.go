@@ -14,6 +14,7 @@ package main
 //	WSGATE_COMPARE_KEEP=1          keep the temp dir (configs, pids, logs)
 //	WSGATE_COMPARE_PROCS=1         GOMAXPROCS for wsgate (nginx and HAProxy get
 //	                               1 worker / 1 thread whatever this says)
+//	WSGATE_COMPARE_BULK=0          skip the bulk row (16 MiB messages, CPU per MiB)
 //	WSGATE_COMPARE_TLS=0           skip the second pass, with TLS terminated
 //	                               by each proxy (wss:// and https://);
 //	                               =only runs that pass alone
@@ -111,6 +112,8 @@ type cmpResult struct {
 	fdsPerTunnel        float64
 	hsCPUus, handshakes float64
 	echoCPUus, msgsPerS float64
+	bulkCPUusPerMiB     float64 // proxy CPU per MiB relayed (both ways counted), 16 MiB messages
+	bulkMiBs            float64 // MiB/s echoed (one way)
 	p50, p99, p999      float64 // ms
 	httpReqS, httpCPUus float64
 	// The kernel's part (stime) of each CPU figure: what a proxy making the
@@ -325,6 +328,26 @@ func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Du
 			t.Logf("%s echo: %s", k.name, res.echoErrors)
 		}
 		t.Logf("%s echo: %d messages, %.0f/s, proxy CPU %.2f s (kernel %.2f s)", k.name, r.Messages, r.MessagesPerSecond, float64(c1.total-c0.total)/clkTck, float64(c1.sys-c0.sys)/clkTck)
+	}
+	time.Sleep(time.Second)
+
+	// 3b. Bulk: 16 MiB messages echoed on 2 connections: CPU per byte, where
+	// splice (plain) or the record layer (TLS) does the work.
+	if os.Getenv("WSGATE_COMPARE_BULK") != "0" {
+		const size = 16 << 20
+		c0 := cpuOf(pids)
+		r, err := bench.Run(context.Background(), bench.Config{Mode: bench.ModeEcho, URL: wsURL, Conns: 2, InsecureTLS: true,
+			Duration: dur, Size: size})
+		c1 := cpuOf(pids)
+		if err != nil {
+			t.Errorf("%s bulk: %v", k.name, err)
+		} else if r.Messages > 0 && pids != nil {
+			mib := float64(r.Messages) * 2 * size / (1 << 20) // each message crosses the proxy twice
+			total, _ := c1.perUnitUS(c0, 1)
+			res.bulkCPUusPerMiB = total / mib
+			res.bulkMiBs = float64(r.Messages) * size / (1 << 20) / dur.Seconds()
+			t.Logf("%s bulk: %d messages of 16 MiB, proxy CPU %.2f s, %.0f µs per MiB relayed", k.name, r.Messages, float64(c1.total-c0.total)/clkTck, res.bulkCPUusPerMiB)
+		}
 	}
 	time.Sleep(time.Second)
 
@@ -835,6 +858,8 @@ func writeCompareTable(w io.Writer, rs []cmpResult) {
 		{"echo p50 (ms)", func(r *cmpResult) float64 { return r.p50 }, "%.3f", false},
 		{"echo p99 (ms)", func(r *cmpResult) float64 { return r.p99 }, "%.3f", false},
 		{"echo p99.9 (ms)", func(r *cmpResult) float64 { return r.p999 }, "%.3f", false},
+		{"bulk, 16 MiB messages: CPU per MiB (µs)", func(r *cmpResult) float64 { return r.bulkCPUusPerMiB }, "%.0f", true},
+		{"bulk: MiB/s echoed (2 conns)", func(r *cmpResult) float64 { return r.bulkMiBs }, "%.0f", false},
 		{"HTTP keep-alive requests/s", func(r *cmpResult) float64 { return r.httpReqS }, "%.0f", false},
 		{"proxy CPU per HTTP request (µs)", func(r *cmpResult) float64 { return r.httpCPUus }, "%.1f", true},
 		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.httpSysUS }, "%.1f", true},
