@@ -75,9 +75,11 @@ bench-compare:
 	WSBENCH_MEASURE=1 $(GO) test -count=1 -run 'TestMeasure' -v ./bench | grep -E 'round|connect 9000|^(ok|FAIL|---)'
 
 # 9,900 tunnels in one wsgate under the 20,000-file limit, a 60 s hold, then
-# clients past the limit (about 3 minutes; cmd/wsgate/scale_test.go).
+# clients past the limit (about 3 minutes; cmd/wsgate/scale_test.go); then
+# the same with 9,900 wss tunnels (TLS 1.3 terminated by wsgate).
 bench-scale:
 	WSGATE_SCALE=1 $(GO) test -count=1 -timeout 15m -run 'TestScale9900' -v ./cmd/wsgate | grep -E 'scale_test|^(ok|FAIL|---)'
+	WSGATE_SCALE=1 WSGATE_SCALE_TLS=1 $(GO) test -count=1 -timeout 15m -run 'TestScale9900' -v ./cmd/wsgate | grep -E 'scale_test|^(ok|FAIL|---)'
 
 fuzz:
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
