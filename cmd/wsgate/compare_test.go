@@ -112,6 +112,8 @@ type cmpResult struct {
 	fdsPerTunnel        float64
 	hsCPUus, handshakes float64
 	echoCPUus, msgsPerS float64
+	hsResumedCPUus      float64 // TLS pass: per handshake with session tickets (resumed after each worker's first)
+	resumedShare        float64 // of those handshakes, the share that did resume
 	bulkCPUusPerMiB     float64 // proxy CPU per MiB relayed (both ways counted), 16 MiB messages
 	bulkMiBs            float64 // MiB/s echoed (one way)
 	p50, p99, p999      float64 // ms
@@ -298,7 +300,7 @@ func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Du
 	// 2. Handshakes: connect, upgrade, greeting, one echo, close.
 	{
 		c0 := cpuOf(pids)
-		count, errs := handshakeLoop(wsURL, compareHSConns, dur)
+		count, _, errs := handshakeLoop(wsURL, compareHSConns, dur, false)
 		c1 := cpuOf(pids)
 		res.handshakes = float64(count) / dur.Seconds()
 		if count > 0 && pids != nil {
@@ -307,6 +309,20 @@ func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Du
 		t.Logf("%s handshakes: %d in %v (%d errors), proxy CPU %.2f s (kernel %.2f s)", k.name, count, dur, errs, float64(c1.total-c0.total)/clkTck, float64(c1.sys-c0.sys)/clkTck)
 	}
 	time.Sleep(time.Second)
+
+	// 2b. Resumed TLS handshakes: each worker keeps a session cache, so
+	// every connection after its first resumes with a session ticket.
+	if strings.HasPrefix(wsURL, "wss://") {
+		c0 := cpuOf(pids)
+		count, resumed, errs := handshakeLoop(wsURL, compareHSConns, dur, true)
+		c1 := cpuOf(pids)
+		if resumed > 0 && pids != nil {
+			res.hsResumedCPUus, _ = c1.perUnitUS(c0, count)
+			res.resumedShare = float64(resumed) / float64(count)
+		}
+		t.Logf("%s resumed handshakes: %d in %v, %d resumed (%d errors), proxy CPU %.2f s", k.name, count, dur, resumed, errs, float64(c1.total-c0.total)/clkTck)
+		time.Sleep(time.Second)
+	}
 
 	// 3. Echo: 64 B closed loop.
 	{
@@ -530,10 +546,10 @@ func (env *compareEnv) stopLast() {
 
 // handshakeLoop runs workers that each connect, upgrade, read the
 // backend's greeting, echo 64 B once and close, until d has passed.
-func handshakeLoop(url string, workers int, d time.Duration) (count, errs int64) {
+func handshakeLoop(url string, workers int, d time.Duration, resume bool) (count, resumed, errs int64) {
 	ips, _ := bench.ParseSourceIPs(sourceIPs)
 	var wg sync.WaitGroup
-	var cnt, nerr atomic.Int64
+	var cnt, nres, nerr atomic.Int64
 	end := time.Now().Add(d)
 	payload := bytes.Repeat([]byte("a"), 64)
 	for w := range workers {
@@ -554,37 +570,49 @@ func handshakeLoop(url string, workers int, d time.Duration) (count, errs int64)
 				// (P-256 is listed too, for nginx's TLS 1.2 fallback: an ECDSA
 				// P-256 certificate needs the client to name that curve.)
 				TLSClientConfig: &tls.Config{InsecureSkipVerify: true, CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}}}
+			if resume {
+				dialer.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			}
 			for time.Now().Before(end) {
-				if err := oneHandshake(&dialer, url, payload); err != nil {
+				did, err := oneHandshake(&dialer, url, payload)
+				if err != nil {
 					nerr.Add(1)
 					time.Sleep(10 * time.Millisecond)
 					continue
 				}
 				cnt.Add(1)
+				if did {
+					nres.Add(1)
+				}
 			}
 		})
 	}
 	wg.Wait()
-	return cnt.Load(), nerr.Load()
+	return cnt.Load(), nres.Load(), nerr.Load()
 }
 
-func oneHandshake(d *websocket.Dialer, url string, payload []byte) error {
+// oneHandshake connects, upgrades, reads the greeting, echoes once and
+// closes; resumed says whether the TLS session was resumed.
+func oneHandshake(d *websocket.Dialer, url string, payload []byte) (resumed bool, err error) {
 	c, _, err := d.Dial(url, nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer c.Close()
+	if tc, ok := c.NetConn().(*tls.Conn); ok {
+		resumed = tc.ConnectionState().DidResume
+	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, _, err := c.ReadMessage(); err != nil { // the greeting
-		return err
+		return resumed, err
 	}
 	if err := c.WriteMessage(websocket.BinaryMessage, payload); err != nil {
-		return err
+		return resumed, err
 	}
 	if _, p, err := c.ReadMessage(); err != nil || len(p) != len(payload) {
-		return fmt.Errorf("echo: %v (%d bytes)", err, len(p))
+		return resumed, fmt.Errorf("echo: %v (%d bytes)", err, len(p))
 	}
-	return c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	return resumed, c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 }
 
 var wrkReqs = regexp.MustCompile(`(\d+) requests in`)
@@ -852,6 +880,8 @@ func writeCompareTable(w io.Writer, rs []cmpResult) {
 		{"proxy CPU per WebSocket handshake (µs)", func(r *cmpResult) float64 { return r.hsCPUus }, "%.0f", true},
 		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.hsSysUS }, "%.0f", true},
 		{"handshakes/s (16 workers)", func(r *cmpResult) float64 { return r.handshakes }, "%.0f", false},
+		{"proxy CPU per resumed TLS handshake (µs)", func(r *cmpResult) float64 { return r.hsResumedCPUus }, "%.0f", true},
+		{"  share of them resumed", func(r *cmpResult) float64 { return r.resumedShare }, "%.2f", false},
 		{"proxy CPU per 64 B echo round trip (µs)", func(r *cmpResult) float64 { return r.echoCPUus }, "%.1f", true},
 		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.echoSysUS }, "%.1f", true},
 		{"echo messages/s (50 conns)", func(r *cmpResult) float64 { return r.msgsPerS }, "%.0f", false},
