@@ -95,6 +95,7 @@ import (
 	"github.com/wsgate/wsgate/http1"
 	"github.com/wsgate/wsgate/loop/proxyproto"
 	"github.com/wsgate/wsgate/tunnel/rawsys"
+	"github.com/wsgate/wsgate/tunnel/tlsrec"
 )
 
 // Config is what a Front needs from its owner.
@@ -377,12 +378,14 @@ func (f *Front) serve(c *net.TCPConn) {
 	if !ok13 {
 		rc.passthrough = true // crypto/tls reads on, through what is buffered
 	}
-	ic, err := net.DialUnix("unix", nil, f.innerA)
+	ic, err := dialInner(f.innerA)
 	f.handshaking.Add(-1)
 	if err != nil {
 		if outOfFiles(err) {
 			f.outOfFiles("relaying a TLS connection", err)
-			if !ok13 { // (a TLS 1.3 client gets no answer: crypto/tls's record state is behind)
+			if ok13 {
+				answer503Sealed(c, wr)
+			} else {
 				f.answer503(tc)
 			}
 		} else {
@@ -427,6 +430,31 @@ func (f *Front) serve(c *net.TCPConn) {
 		defer f.relaying.Add(-1)
 		run()
 	}()
+}
+
+// dialInner connects to the inner listener; testDialInner replaces it in
+// tests that make it run out of files.
+func dialInner(a *net.UnixAddr) (*net.UnixConn, error) {
+	if d := testDialInner.Load(); d != nil {
+		return (*d)(a)
+	}
+	return net.DialUnix("unix", nil, a)
+}
+
+var testDialInner atomic.Pointer[func(*net.UnixAddr) (*net.UnixConn, error)]
+
+// answer503Sealed is answer503 for a TLS 1.3 connection whose records are
+// ours (handover13): the 503 and close_notify sealed with wr, then close.
+func answer503Sealed(c *net.TCPConn, wr *tlsrec.Half) {
+	b := bytebufferpool.Get()
+	b.B = http1.AppendRetryAfter(b.B, 503, 1, true)
+	var alert [2]byte
+	out := wr.Seal(nil, tlsrec.TypeApplicationData, b.B)
+	out = wr.Seal(out, tlsrec.TypeAlert, tlsrec.AppendAlert(alert[:0], tlsrec.AlertLevelWarning, tlsrec.AlertCloseNotify))
+	bytebufferpool.Put(b)
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	c.Write(out)
+	c.Close()
 }
 
 // answer503 tells a client that got through the handshake that this
