@@ -104,31 +104,9 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 	for {
 		// 1. What is held goes first.
 		if d.buf != nil {
-			if t.sflags[dst]&sideWritable == 0 {
-				return true
+			if drained, open := l.writeHeld(t, idx, src); !drained || !open {
+				return open
 			}
-			n, err := rawsys.Write(int(t.fd[dst]), (*d.buf)[d.off:d.end])
-			if n > 0 {
-				d.off += int32(n)
-				l.wrote(t, src, n)
-			}
-			if err != nil {
-				if err == unix.EAGAIN {
-					t.sflags[dst] &^= sideWritable
-					return true
-				}
-				return l.fail(t, idx, dst, "write", err)
-			}
-			if d.off < d.end {
-				continue
-			}
-			// Drained: keep it as the loop's read buffer, or pool it.
-			if l.scratch == nil && len(*d.buf) == l.e.bufs.size {
-				l.scratch = d.buf
-			} else {
-				l.e.bufs.put(d.buf)
-			}
-			d.buf = nil
 		}
 		if d.inPipe > 0 {
 			if t.sflags[dst]&sideWritable == 0 {
@@ -228,6 +206,51 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			l.startSplice(d)
 		}
 	}
+}
+
+// writeHeld writes what direction src holds in its buffer to the other
+// side until it is drained or the destination is full. It reports whether
+// the buffer was drained (and released: kept as the loop's read buffer or
+// pooled) and whether the tunnel is still open. Bytes count as written
+// (Stats, activity) except sealed ones, which TLS counted as plaintext
+// when it sealed them.
+func (l *loop) writeHeld(t *tunnel, idx int32, src int) (drained, open bool) {
+	d, dst := &t.dir[src], 1-src
+	sealed := t.tls != nil && src == int(SideBackend)
+	for {
+		if t.sflags[dst]&sideWritable == 0 {
+			return false, true
+		}
+		n, err := rawsys.Write(int(t.fd[dst]), (*d.buf)[d.off:d.end])
+		if n > 0 {
+			d.off += int32(n)
+			if sealed {
+				t.lastActive = l.nowTick
+			} else {
+				l.wrote(t, src, n)
+			}
+		}
+		if err != nil {
+			if err == unix.EAGAIN {
+				t.sflags[dst] &^= sideWritable
+				return false, true
+			}
+			return false, l.fail(t, idx, dst, "write", err)
+		}
+		if d.off == d.end {
+			break
+		}
+	}
+	switch {
+	case t.tls != nil:
+		l.e.tlsBufs.put(d.buf)
+	case l.scratch == nil && len(*d.buf) == l.e.bufs.size:
+		l.scratch = d.buf
+	default:
+		l.e.bufs.put(d.buf)
+	}
+	d.buf = nil
+	return true, true
 }
 
 // startSplice switches d to splice for the reads after the current one;

@@ -311,26 +311,9 @@ func (l *loop) pumpOpen(t *tunnel, idx int32) bool {
 	for {
 		// 1. Plaintext held goes first.
 		if d.buf != nil {
-			if t.sflags[dst]&sideWritable == 0 {
-				return true
+			if drained, open := l.writeHeld(t, idx, src); !drained || !open {
+				return open
 			}
-			n, err := rawsys.Write(int(t.fd[dst]), (*d.buf)[d.off:d.end])
-			if n > 0 {
-				d.off += int32(n)
-				l.wrote(t, src, n)
-			}
-			if err != nil {
-				if err == unix.EAGAIN {
-					t.sflags[dst] &^= sideWritable
-					return true
-				}
-				return l.fail(t, idx, dst, "write", err)
-			}
-			if d.off < d.end {
-				continue
-			}
-			l.e.tlsBufs.put(d.buf)
-			d.buf = nil
 		}
 		if tc.err != nil {
 			return l.tlsFail(t, idx, tc.err, tlsrec.AlertFor(tc.err))
@@ -430,26 +413,9 @@ func (l *loop) pumpSeal(t *tunnel, idx int32) bool {
 	for {
 		// 1. Ciphertext held goes first.
 		if d.buf != nil {
-			if t.sflags[dst]&sideWritable == 0 {
-				return true
+			if drained, open := l.writeHeld(t, idx, src); !drained || !open {
+				return open
 			}
-			n, err := rawsys.Write(int(t.fd[dst]), (*d.buf)[d.off:d.end])
-			if n > 0 {
-				d.off += int32(n)
-				t.lastActive = l.nowTick
-			}
-			if err != nil {
-				if err == unix.EAGAIN {
-					t.sflags[dst] &^= sideWritable
-					return true
-				}
-				return l.fail(t, idx, dst, "write", err)
-			}
-			if d.off < d.end {
-				continue
-			}
-			l.e.tlsBufs.put(d.buf)
-			d.buf = nil
 		}
 		// A KeyUpdate the client asked for goes out even while the backend
 		// is silent.
