@@ -132,18 +132,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 
 		// 2. The source finished and everything is written: pass the FIN on.
 		if d.flags&dirEOF != 0 {
-			d.flags |= dirShut
-			l.stopSplice(d)
-			if t.dir[dst].flags&dirShut != 0 {
-				// Both ways are finished: close sends dst its FIN (nothing
-				// is left unread on it), so no shutdown first.
-				l.close(t, idx, closedBy(t.first), nil)
-				return false
-			}
-			// An error here (ENOTCONN: the destination is gone) shows up
-			// as an event on that side; the direction is finished anyway.
-			rawsys.ShutdownWrite(int(t.fd[dst]))
-			return true
+			return l.passFin(t, idx, src)
 		}
 
 		// 3. Read more, only while the destination can take it.
@@ -206,6 +195,26 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			l.startSplice(d)
 		}
 	}
+}
+
+// passFin finishes direction src once everything read before its end is
+// written: the destination gets shutdown(SHUT_WR), or, when the other
+// direction is finished too, the tunnel closes. It reports whether the
+// tunnel is still open.
+func (l *loop) passFin(t *tunnel, idx int32, src int) bool {
+	d, dst := &t.dir[src], 1-src
+	d.flags |= dirShut
+	l.stopSplice(d)
+	if t.dir[dst].flags&dirShut != 0 {
+		// Both ways are finished: close sends dst its FIN (nothing is left
+		// unread on it), so no shutdown first.
+		l.close(t, idx, closedBy(t.first), nil)
+		return false
+	}
+	// An error here (ENOTCONN: the destination is gone) shows up as an
+	// event on that side; the direction is finished anyway.
+	rawsys.ShutdownWrite(int(t.fd[dst]))
+	return true
 }
 
 // writeHeld writes what direction src holds in its buffer to the other

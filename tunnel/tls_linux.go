@@ -320,13 +320,7 @@ func (l *loop) pumpOpen(t *tunnel, idx int32) bool {
 		}
 		// 2. close_notify or FIN, everything before it written: pass it on.
 		if d.flags&dirEOF != 0 {
-			d.flags |= dirShut
-			if t.dir[dst].flags&dirShut != 0 {
-				l.close(t, idx, closedBy(t.first), nil)
-				return false
-			}
-			rawsys.ShutdownWrite(int(t.fd[dst]))
-			return true
+			return l.passFin(t, idx, src)
 		}
 		// 3. Read and open more, only while the backend can take it.
 		if t.sflags[src]&sideReadable == 0 || t.sflags[dst]&sideWritable == 0 {
@@ -431,13 +425,7 @@ func (l *loop) pumpSeal(t *tunnel, idx int32) bool {
 				d.buf, d.off, d.end = b, 0, int32(len(tc.sealAlert((*b)[:0], tlsrec.AlertCloseNotify)))
 				continue
 			}
-			d.flags |= dirShut
-			if t.dir[dst].flags&dirShut != 0 {
-				l.close(t, idx, closedBy(t.first), nil)
-				return false
-			}
-			rawsys.ShutdownWrite(int(t.fd[dst]))
-			return true
+			return l.passFin(t, idx, src)
 		}
 		// 3. Read more plaintext, only while the client can take it.
 		if t.sflags[src]&sideReadable == 0 || t.sflags[dst]&sideWritable == 0 {
