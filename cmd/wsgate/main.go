@@ -130,6 +130,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	srvRef.Store(srv)
 	registerGauges(srv, engine, bal)
 	registerOpsMetrics(srv, engine, bal, alog) // admin.go
+	var tlsSt *tlsStatus
+	if len(o.edgeCfg.TLS.Listen) > 0 {
+		tlsSt = detectTLS() // status.go
+		ktls := 0.0
+		if tlsSt.KernelTLS {
+			ktls = 1
+			logger.Printf("tls: TLS 1.3 records in wsgate's own code (tunnel/tlsrec); the kernel has TLS (ULP), not used yet")
+		} else {
+			logger.Printf("tls: TLS 1.3 records in wsgate's own code (tunnel/tlsrec); no kernel TLS: %s", tlsSt.KernelTLSWhy)
+		}
+		metrics.NewGauge(`wsgate_tls_kernel_available`, func() float64 { return ktls })
+	}
 	go trimMemory(5*time.Second, 1<<20)
 
 	var admin *http.Server
@@ -142,7 +154,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		adminAddr = ln.Addr()
-		admin = &http.Server{Handler: adminHandler(bal), ReadHeaderTimeout: 10 * time.Second}
+		admin = &http.Server{Handler: adminHandler(bal, tlsSt), ReadHeaderTimeout: 10 * time.Second}
 		go admin.Serve(ln)
 	}
 	if err := srv.Serve(); err != nil {
@@ -202,9 +214,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func adminHandler(bal *balancer.Balancer) http.Handler {
+func adminHandler(bal *balancer.Balancer, tlsSt *tlsStatus) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /status.json", statusHandler(bal))
+	mux.Handle("GET /status.json", statusHandler(bal, tlsSt))
 	mux.Handle("GET /status", statusPageHandler(bal)) // statuspage.go
 	mux.HandleFunc("GET /ready", readyHandler)        // admin.go: 503 once draining
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
