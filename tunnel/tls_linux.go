@@ -413,7 +413,7 @@ func (l *loop) pumpSeal(t *tunnel, idx int32) bool {
 		}
 		// A KeyUpdate the client asked for goes out even while the backend
 		// is silent.
-		if tc.flags&tlsOweKeyUpdate != 0 {
+		if tc.flags&(tlsOweKeyUpdate|tlsCloseSent) == tlsOweKeyUpdate { // (nothing may follow our close_notify)
 			b := l.e.tlsBufs.get()
 			d.buf, d.off, d.end = b, 0, int32(len(tc.sealKeyUpdate((*b)[:0])))
 			continue
