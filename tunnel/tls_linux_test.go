@@ -484,3 +484,49 @@ func TestTLSTunnelRestsWhenIdle(t *testing.T) {
 	}
 	p.notClosed(t)
 }
+
+// Before the AES-GCM usage limit the engine sends a KeyUpdate of its own
+// (update_not_requested) and seals what follows with the next keys.
+func TestTLSTunnelOwnKeyUpdateAtLimit(t *testing.T) {
+	r := newRig(t)
+	e := newEngine(t, Config{})
+	p, cfd, bfd := r.conns(t)
+	defer p.close()
+	const suite = tls.TLS_AES_128_GCM_SHA256
+	cs, ss := newSecrets(suite)
+	start := uint64(tlsrec.LimitAESGCM - 2)
+	wr, _ := tlsrec.NewHalf(suite, ss, start)
+	rd, _ := tlsrec.NewHalf(suite, ss, start)
+	rc := &recClient{c: p.client, wr: mustHalf(t, suite, cs), rd: rd}
+	if err := e.AddTLS(0, cfd, bfd, nil, nil, &TLS{Read: mustHalf(t, suite, cs), Write: wr}, p.done); err != nil {
+		t.Fatal(err)
+	}
+	updates := 0
+	for i := range 4 {
+		msg := fmt.Sprintf("m%d", i)
+		p.backend.Write([]byte(msg))
+		for {
+			typ, content, err := rc.next(t)
+			if err != nil {
+				t.Fatalf("message %d: %v (after %d KeyUpdates)", i, err, updates)
+			}
+			if typ == tlsrec.TypeHandshake {
+				mt, body, _, err := tlsrec.NextHandshake(content)
+				if err != nil || mt != tlsrec.HandshakeKeyUpdate || len(body) != 1 || body[0] != 0 {
+					t.Fatalf("handshake message %d %x %v, want KeyUpdate(update_not_requested)", mt, body, err)
+				}
+				rc.rd.Update()
+				updates++
+				continue
+			}
+			if typ != tlsrec.TypeApplicationData || string(content) != msg {
+				t.Fatalf("type %d %q, want %q", typ, content, msg)
+			}
+			break
+		}
+	}
+	if updates != 1 || rc.rd.Seq() != 2 {
+		t.Fatalf("%d KeyUpdates, client at seq %d: want exactly one, at the limit", updates, rc.rd.Seq())
+	}
+	p.notClosed(t)
+}
