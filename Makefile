@@ -46,7 +46,7 @@ test: vet
 
 # Go benchmarks of the hot paths, then wsgate's memory and files per idle tunnel (5,000 tunnels).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./http1 ./balancer ./tunnel
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./http1 ./balancer ./tunnel ./tunnel/tlsrec
 	WSGATE_MEASURE=1 $(GO) test -count=1 -run 'TestMeasure' -v ./cmd/wsgate | grep -v 'wsgate stderr'
 
 # Every fuzz target in the module (func FuzzX in a _test.go file), each for FUZZTIME.
