@@ -45,6 +45,13 @@ type Config struct {
 	// removed backend whose drain timeout passed while it still had
 	// requests or tunnels, so that the caller can close them.
 	OnDrainTimeout func(*Backend)
+	// Rebalance is the standing rebalancing rate of every pool (closes of
+	// excess tunnels per second per pool, see Rebalancer); 0 (the default)
+	// leaves it off: only Rebalancer.StartPass runs a pass.
+	Rebalance float64
+	// RebalanceTolerance is the share above fair a backend may carry before
+	// a pass starts, a fraction; 0 means DefaultRebalanceTolerance (0.10).
+	RebalanceTolerance float64
 	// Clock is the time source for health, ejection, slow start and drain;
 	// default the real clock. Tests inject a fake one.
 	Clock Clock
@@ -102,6 +109,9 @@ func New(cfg Config) (*Balancer, error) {
 	}
 	specs, err := checkBackends(cfg.Backends)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkRebalance(cfg.Rebalance, cfg.RebalanceTolerance); err != nil {
 		return nil, err
 	}
 	cfg.Health = cfg.Health.normalized()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -104,6 +105,8 @@ type health struct {
 
 	timer   Timer // the next active check; nil when none is scheduled
 	stopped bool  // no more checks: removed, or the Balancer closed
+
+	moved atomic.Uint64 // tunnel closes asked by rebalancing (not under mu)
 }
 
 // setFlag sets bit f and reports whether this call set it.

@@ -59,10 +59,13 @@ type Pool struct {
 	// rrMu serialises RoundRobin picks: the smooth weighted round robin
 	// updates every backend's rrCurrent together. Unused by LeastConn.
 	rrMu sync.Mutex
+
+	rb *Rebalancer // immutable pointer; the pool's rebalancing planner
 }
 
 func makePool(name string, policy Policy, bl *Balancer) *Pool {
 	p := &Pool{name: name, policy: policy, bl: bl}
+	p.rb = newRebalancer(p, bl.cfg.Rebalance, bl.cfg.RebalanceTolerance)
 	p.live.Store(&[]*Backend{})
 	return p
 }
