@@ -19,9 +19,16 @@ import (
 // Ownership: once added, a Conn belongs to the holder until closeAll; nothing
 // else reads it.
 type holder struct {
-	epfd   int
-	onDrop func(err error) // called once per connection the peer ended
-	buf    []byte          // read scratch; owned by the loop goroutine
+	epfd int
+	// onDrop is called once per connection that ended before closeAll (the
+	// peer closed, an error, or a missing pong), on the loop goroutine, with
+	// the id given to add; it must not block.
+	onDrop func(id int, err error)
+	buf    []byte // read scratch; owned by the loop goroutine
+	// ping, when positive, sends a ping on every connection once per ping
+	// and drops (ErrNoPong) one that sent nothing since the previous ping.
+	ping     time.Duration
+	nextPing time.Time // owned by the loop goroutine
 
 	mu    sync.Mutex
 	conns map[int32]*heldConn // by fd; mu must be held
@@ -33,24 +40,30 @@ type holder struct {
 type heldConn struct {
 	c  *Conn
 	fd int
+	id int
+	// pinged: a ping went out and nothing was read since; owned by the
+	// loop goroutine.
+	pinged bool
 	// skip is how many payload bytes of a data frame are still to be
 	// discarded; owned by the loop goroutine.
 	skip uint64
 }
 
-func newHolder(onDrop func(error)) (*holder, error) {
+func newHolder(onDrop func(id int, err error), ping time.Duration) (*holder, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
 	h := &holder{epfd: epfd, onDrop: onDrop, buf: make([]byte, 64<<10), conns: map[int32]*heldConn{},
+		ping: ping, nextPing: time.Now().Add(ping),
 		stopc: make(chan struct{}), done: make(chan struct{})}
 	go h.loop()
 	return h, nil
 }
 
-// add hands c to the holder.
-func (h *holder) add(c *Conn) error {
+// add hands c to the holder; id is passed back to onDrop. A connection
+// without a file descriptor of its own (TLS) is refused.
+func (h *holder) add(c *Conn, id int) error {
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
 		return errors.New("bench: connection has no fd")
@@ -61,7 +74,7 @@ func (h *holder) add(c *Conn) error {
 	}
 	fd := -1
 	raw.Control(func(f uintptr) { fd = int(f) })
-	hc := &heldConn{c: c, fd: fd}
+	hc := &heldConn{c: c, fd: fd, id: id}
 	h.mu.Lock()
 	h.conns[int32(fd)] = hc
 	h.mu.Unlock()
@@ -99,6 +112,31 @@ func (h *holder) loop() {
 				h.drop(hc, err)
 			}
 		}
+		if h.ping > 0 && !time.Now().Before(h.nextPing) {
+			h.pingAll()
+			h.nextPing = time.Now().Add(h.ping)
+		}
+	}
+}
+
+// pingAll pings every held connection, dropping those that sent nothing
+// since the last ping.
+func (h *holder) pingAll() {
+	h.mu.Lock()
+	all := make([]*heldConn, 0, len(h.conns))
+	for _, hc := range h.conns {
+		all = append(all, hc)
+	}
+	h.mu.Unlock()
+	for _, hc := range all {
+		if hc.pinged {
+			h.drop(hc, ErrNoPong)
+			continue
+		}
+		hc.pinged = true
+		if err := hc.c.writeWithin(opPing, nil, time.Second); err != nil {
+			h.drop(hc, err)
+		}
 	}
 }
 
@@ -109,7 +147,7 @@ func (h *holder) drop(hc *heldConn, err error) {
 	delete(h.conns, int32(hc.fd))
 	h.mu.Unlock()
 	hc.c.nc.Close()
-	h.onDrop(err)
+	h.onDrop(hc.id, err)
 }
 
 // service reads what is there and handles every complete frame in it.
@@ -124,6 +162,7 @@ func (h *holder) service(hc *heldConn) error {
 	case n == 0:
 		return io.EOF
 	}
+	hc.pinged = false
 	p := h.buf[:n]
 	for len(p) > 0 {
 		if hc.skip > 0 {
@@ -196,18 +235,13 @@ func (h *holder) service(hc *heldConn) error {
 			c.r += hl + int(plen)
 			switch fop {
 			case opPing:
-				c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-				if err := c.WriteMessage(opPong, payload); err != nil {
+				if err := c.writeWithin(opPong, payload, time.Second); err != nil {
 					return err
 				}
 			case opClose:
-				code := []byte{0x03, 0xE8}
-				if len(payload) >= 2 {
-					code = payload[:2]
-				}
-				c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-				c.WriteMessage(opClose, code)
-				return ErrClosed
+				ce := closeFrame(payload)
+				c.writeWithin(opClose, closeReply(payload), time.Second)
+				return ce
 			}
 		}
 		if c.r == c.w {

@@ -11,8 +11,8 @@ import (
 // goroutine.
 type holder struct{}
 
-func newHolder(func(error)) (*holder, error) {
+func newHolder(func(int, error), time.Duration) (*holder, error) {
 	return nil, errors.New("bench: no epoll holder on this platform")
 }
-func (h *holder) add(*Conn) error            { return errors.New("bench: no epoll holder") }
+func (h *holder) add(*Conn, int) error       { return errors.New("bench: no epoll holder") }
 func (h *holder) closeAll(time.Duration) int { return 0 }

@@ -222,11 +222,11 @@ func (r *run) runConns(ctx context.Context, res *Result) time.Time {
 	var memBase memSnapshot
 	if cfg.Mode == ModeConnect {
 		memBase = readMem()
-		r.hold, _ = newHolder(func(err error) {
+		r.hold, _ = newHolder(func(_ int, err error) {
 			r.c.open.Add(-1)
 			r.c.dropped.Add(1)
 			r.c.fail(errKind(err))
-		})
+		}, 0)
 	}
 	opened.Add(cfg.Conns)
 	done.Add(cfg.Conns)
@@ -299,7 +299,7 @@ func (r *run) worker(stopCtx context.Context, i int, opened, done *sync.WaitGrou
 	r.hs.record(i, time.Since(t0))
 	r.c.connected.Add(1)
 	r.c.opened()
-	if ws, ok := s.(*wsSession); ok && cfg.Mode == ModeConnect && r.hold != nil && r.hold.add(ws.c) == nil {
+	if ws, ok := s.(*wsSession); ok && cfg.Mode == ModeConnect && r.hold != nil && r.hold.add(ws.c, i) == nil {
 		return // the holder has it now, and counts its end
 	}
 	defer r.c.open.Add(-1)

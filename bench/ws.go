@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -35,8 +36,42 @@ const maxHead = 16 << 10
 // websocketGUID is the RFC 6455 constant behind Sec-WebSocket-Accept.
 const websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-// ErrClosed is returned by a read once the peer sent a close frame.
+// ErrClosed is returned by a read once the peer sent a close frame; the
+// error returned is a *CloseError, which errors.Is reports as ErrClosed.
 var ErrClosed = errors.New("bench: closed by peer (close frame)")
+
+// CloseError is a close frame from the peer. Code is the status code it
+// carried, or 1005 (RFC 6455 §7.1.5: no status code present) when it had none.
+type CloseError struct {
+	Code   int
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("bench: closed by peer (close frame %d %q)", e.Code, e.Reason)
+	}
+	return fmt.Sprintf("bench: closed by peer (close frame %d)", e.Code)
+}
+
+// Is makes errors.Is(err, ErrClosed) true for every close frame.
+func (e *CloseError) Is(target error) bool { return target == ErrClosed }
+
+// closeFrame decodes a close frame's payload into a *CloseError.
+func closeFrame(p []byte) *CloseError {
+	if len(p) < 2 {
+		return &CloseError{Code: 1005}
+	}
+	return &CloseError{Code: int(binary.BigEndian.Uint16(p)), Reason: truncate(string(p[2:]), 123)}
+}
+
+// closeReply is the code a client echoes back for a close frame with payload p.
+func closeReply(p []byte) []byte {
+	if len(p) >= 2 {
+		return p[:2]
+	}
+	return []byte{0x03, 0xE8}
+}
 
 // ErrProtocol is returned when the peer sent a frame this client cannot accept.
 var ErrProtocol = errors.New("bench: websocket protocol error")
@@ -173,11 +208,14 @@ func (d *dialer) dial(ctx context.Context, t Target, n int) (net.Conn, error) {
 // one write and (usually) one read system call and no allocation.
 // A Conn is used by one goroutine at a time.
 type Conn struct {
-	nc net.Conn
-	rb []byte // read buffer; rb[r:w] holds bytes not yet parsed
-	r  int
-	w  int
-	wb []byte // write buffer, reused for every frame
+	// wmu serialises frame writes: a held connection may be pinged from
+	// one goroutine while another answers the peer's pings.
+	wmu sync.Mutex
+	nc  net.Conn
+	rb  []byte // read buffer; rb[r:w] holds bytes not yet parsed
+	r   int
+	w   int
+	wb  []byte // write buffer, reused for every frame
 	// msg collects the payload of the message being read when collecting.
 	msg []byte
 }
@@ -198,6 +236,23 @@ func (c *Conn) Close() error { return c.nc.Close() }
 
 // WriteMessage sends one masked frame with the given opcode.
 func (c *Conn) WriteMessage(op byte, payload []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeLocked(op, payload)
+}
+
+// writeWithin sends one frame, giving up after d; later writes have no deadline.
+func (c *Conn) writeWithin(op byte, payload []byte, d time.Duration) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.nc.SetWriteDeadline(time.Now().Add(d))
+	err := c.writeLocked(op, payload)
+	c.nc.SetWriteDeadline(time.Time{})
+	return err
+}
+
+// writeLocked is WriteMessage with wmu held.
+func (c *Conn) writeLocked(op byte, payload []byte) error {
 	n := len(payload)
 	need := 14 + n
 	if cap(c.wb) < need {
@@ -273,7 +328,8 @@ func (c *Conn) fill(n int) error {
 // pongs on the way. It returns the opcode (text or binary) and the payload
 // length. With collect set the payload is returned too (valid until the next
 // read); otherwise it is discarded as it streams by, whatever its size.
-// A close frame from the peer is answered and returns ErrClosed.
+// A close frame from the peer is answered and returns a *CloseError (which
+// is ErrClosed).
 func (c *Conn) ReadMessage(collect bool) (op byte, n int, data []byte, err error) {
 	c.msg = c.msg[:0]
 	first := true
@@ -330,12 +386,9 @@ func (c *Conn) ReadMessage(collect bool) (op byte, n int, data []byte, err error
 					return 0, 0, nil, err
 				}
 			case opClose:
-				code := []byte{0x03, 0xE8}
-				if len(p) >= 2 {
-					code = p[:2]
-				}
-				c.WriteMessage(opClose, code)
-				return 0, 0, nil, ErrClosed
+				ce := closeFrame(p)
+				c.WriteMessage(opClose, closeReply(p))
+				return 0, 0, nil, ce
 			case opPong:
 			default:
 				return 0, 0, nil, ErrProtocol
