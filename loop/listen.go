@@ -48,3 +48,30 @@ func reusePort(network, address string, c syscall.RawConn) error {
 func Listen(addr string) (net.Listener, error) {
 	return listenConfig.Listen(context.Background(), "tcp", addr)
 }
+
+// deferAcceptSecs is TCP_DEFER_ACCEPT on the proxy's listeners (nginx's
+// `listen ... deferred`, with nginx's value): the kernel completes accept(2)
+// only once the client's first bytes (a request head, a ClientHello) are
+// there, so an accepted connection is readable at once and the reactor is
+// not woken twice (accept, then the first read) per connection. A client
+// that connects and says nothing is accepted all the same after about
+// this long plus the SYN-ACK retransmissions, and then meets
+// --header-timeout as before.
+const deferAcceptSecs = 1
+
+// listenProxy opens a client-facing listener: Listen plus TCP_DEFER_ACCEPT.
+// A kernel that refuses the option (not Linux TCP) serves without it.
+func listenProxy(addr string) (net.Listener, error) {
+	ln, err := Listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	if tl, ok := ln.(*net.TCPListener); ok {
+		if rc, err := tl.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) {
+				unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferAcceptSecs)
+			})
+		}
+	}
+	return ln, nil
+}

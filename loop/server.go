@@ -170,7 +170,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.idle = newIdleWheel(min(cfg.HeaderTimeout, cfg.KeepAliveTimeout), max(cfg.HeaderTimeout, cfg.KeepAliveTimeout))
 	for _, addr := range cfg.Listen {
-		ln, err := Listen(addr) // listen.go: SO_REUSEPORT
+		ln, err := listenProxy(addr) // listen.go: SO_REUSEPORT, TCP_DEFER_ACCEPT
 		if err != nil {
 			s.closeListeners()
 			return nil, fmt.Errorf("listen %s: %w", addr, err)

@@ -31,7 +31,7 @@ func openFront(s *Server, tc TLSConfig) (*tlsfront.Front, error) {
 	return tlsfront.Open(tlsfront.Config{
 		Listen:          tc.Listen,
 		Certs:           tc.Certs,
-		ListenFunc:      Listen,
+		ListenFunc:      listenProxy, // TCP_DEFER_ACCEPT: the ClientHello comes with the accept
 		HeaderTimeout:   s.cfg.HeaderTimeout,
 		ResponseTimeout: s.cfg.ResponseTimeout,
 		Secret:          s.edge.secret[:],
