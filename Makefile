@@ -57,10 +57,11 @@ bench:
 # exceeded" failure (golang/go#75804, a race in the fuzz coordinator's stop),
 # which failed CI once in FuzzRequestFields. A count sets no deadline.
 FUZZTIME ?= 60s
-# wsgate beside HAProxy, nginx and a direct connection, one after another,
+# wsgate beside HAProxy, nginx and a direct connection, all up at once,
 # under the same load against the same two echo backends: memory and files
 # per idle tunnel (8,000), CPU per handshake and per echo, messages/s,
-# latency, HTTP keep-alive requests/s, each as a ratio to HAProxy; then the
+# latency, HTTP keep-alive requests/s, each the median of paired rounds
+# (WSGATE_COMPARE_ROUNDS, default 3) and a median ratio to HAProxy; then the
 # same with TLS terminated by each proxy (4,000 wss tunnels)
 # (cmd/wsgate/compare_test.go; BENCHMARKS.md has a full run). Installs
 # nginx, haproxy and wrk from Debian when absent. Then wsbench's own

@@ -3,13 +3,17 @@
 package main
 
 // TestCompareProxies puts wsgate beside HAProxy, nginx and a direct
-// connection, one after another, under the same load against the same two
-// echo backends (wsgate-demo processes), and prints one table. It is a
-// measurement, not a check of speed: `make bench-compare` runs it
-// (WSGATE_COMPARE=1). Knobs:
+// connection under the same load against the same two echo backends
+// (wsgate-demo processes), and prints one table. All of a pass's proxies run
+// at once, each on its own port; every load figure is measured in paired
+// rounds (each proxy one window per round, the order rotating), and the table
+// gives the median of the rounds and the median of the per-round ratios to
+// HAProxy (comparePass). It is a measurement, not a check of speed: `make
+// bench-compare` runs it (WSGATE_COMPARE=1). Knobs:
 //
 //	WSGATE_COMPARE_TUNNELS=8000    idle tunnels held for the memory/fd row
-//	WSGATE_COMPARE_DURATION=10s    each load window (handshakes, echo, HTTP)
+//	WSGATE_COMPARE_DURATION=5s     each load window (handshakes, echo, HTTP)
+//	WSGATE_COMPARE_ROUNDS=3        paired rounds per load figure
 //	WSGATE_COMPARE_ONLY=wsgate,haproxy   run only these columns
 //	WSGATE_COMPARE_KEEP=1          keep the temp dir (configs, pids, logs)
 //	WSGATE_COMPARE_PROCS=1         GOMAXPROCS for wsgate (nginx and HAProxy get
@@ -60,6 +64,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,6 +128,9 @@ type cmpResult struct {
 	hsSysUS, echoSysUS, httpSysUS float64
 	httpTool                      string
 	idleNote, echoErrors          string
+	// ratio is each load figure's median paired ratio to HAProxy (by
+	// cmpField key); absent for HAProxy itself and for figures not measured.
+	ratio map[string]float64
 }
 
 func TestCompareProxies(t *testing.T) {
@@ -130,7 +138,7 @@ func TestCompareProxies(t *testing.T) {
 		t.Skip("measurement: run with WSGATE_COMPARE=1 (make bench-compare)")
 	}
 	n := envInt("WSGATE_COMPARE_TUNNELS", 8000)
-	dur := envDur("WSGATE_COMPARE_DURATION", 10*time.Second)
+	dur := envDur("WSGATE_COMPARE_DURATION", 5*time.Second)
 	procs := envInt("WSGATE_COMPARE_PROCS", 1)
 
 	dir, err := os.MkdirTemp("", "wsgate-compare-")
@@ -173,21 +181,20 @@ func TestCompareProxies(t *testing.T) {
 			only[s] = true
 		}
 	}
+	rounds := envInt("WSGATE_COMPARE_ROUNDS", 3)
 	var lim unix.Rlimit
 	unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
-	var results []cmpResult
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nwsgate side by side: %d idle tunnels, %v per load window, 2 echo backends (wsgate-demo), all on %s\n", n, dur, machineLine())
+	fmt.Fprintf(&b, "\nwsgate side by side: %d idle tunnels, %d paired rounds of %v per load figure, 2 echo backends (wsgate-demo), all on %s\n", n, rounds, dur, machineLine())
 	fmt.Fprintf(&b, "open-file limit %d for every process; workers: HAProxy nbthread 1, nginx worker_processes 1, wsgate GOMAXPROCS=%d\n", lim.Cur, procs)
 	if os.Getenv("WSGATE_COMPARE_TLS") != "only" {
+		var sel []proxyKind
 		for _, k := range kinds {
-			if len(only) > 0 && !only[strings.ToLower(k.name)] {
-				continue
+			if len(only) == 0 || only[strings.ToLower(k.name)] {
+				sel = append(sel, k)
 			}
-			t.Logf("=== %s", k.name)
-			results = append(results, measureProxy(t, env, k, n, dur))
 		}
-		writeCompareTable(&b, results)
+		writeCompareTable(&b, comparePass(t, env, sel, n, dur, rounds), rounds)
 	}
 	fmt.Print(b.String())
 
@@ -200,191 +207,340 @@ func TestCompareProxies(t *testing.T) {
 	keyPEM, _ := os.ReadFile(env.tlsKey)
 	env.tlsCombined = filepath.Join(dir, "proxy.pem")
 	os.WriteFile(env.tlsCombined, append(certPEM, keyPEM...), 0o600)
-	results = results[:0]
+	var sel []proxyKind
 	for _, k := range kinds {
-		if k.name == "direct" || len(only) > 0 && !only[strings.ToLower(k.name)] {
-			continue
+		if k.name != "direct" && (len(only) == 0 || only[strings.ToLower(k.name)]) {
+			sel = append(sel, k)
 		}
-		t.Logf("=== %s, TLS", k.name)
-		results = append(results, measureProxy(t, env, k, nTLS, dur))
 	}
+	rs := comparePass(t, env, sel, nTLS, dur, rounds)
 	b.Reset()
-	fmt.Fprintf(&b, "\nwith TLS terminated by the proxy (wss://, https://; ECDSA P-256, TLS 1.3, full handshakes, X25519 in the handshake row): %d idle tunnels, %v per load window, same backends and workers\n", nTLS, dur)
-	writeCompareTable(&b, results)
+	fmt.Fprintf(&b, "\nwith TLS terminated by the proxy (wss://, https://; ECDSA P-256, TLS 1.3, full handshakes, X25519 in the handshake row): %d idle tunnels, %d paired rounds of %v per load figure, same backends and workers\n", nTLS, rounds, dur)
+	writeCompareTable(&b, rs, rounds)
 	fmt.Print(b.String())
 }
 
-// measureProxy runs every row against one proxy.
-func measureProxy(t *testing.T, env *compareEnv, k proxyKind, n int, dur time.Duration) cmpResult {
-	res := cmpResult{name: k.name}
-	// HAProxy and nginx cannot report a port chosen by the kernel, so they
-	// bind an address reserved for this test (reserveAddr: bound, never
-	// listening, so no one else gets it; both set SO_REUSEADDR); wsgate
-	// ignores it and reports its own through --ready-file.
-	pid, addr := k.start(t, env, reserveAddr(t))
-	var pids func() []int
-	if pid > 0 {
-		pids = func() []int { return procTree(pid) }
-	}
-	httpScheme, wsScheme := "http://", "ws://"
-	if env.tlsCert != "" {
-		httpScheme, wsScheme = "https://", "wss://"
-	}
-	waitHTTP(t, httpScheme+addr+"/name", 15*time.Second)
-	wsURL := wsScheme + addr + "/ws"
+// runningProxy is one column while its pass runs.
+type runningProxy struct {
+	name   string
+	pids   func() []int // the proxy's processes; nil for the direct column
+	addr   string
+	res    cmpResult
+	rounds map[string][]float64 // each load figure (cmpResult.field keys), one value per round; 0 = not measured
+}
 
-	// 1. Idle tunnels (not for direct: there is no proxy to weigh).
-	if pids != nil {
-		time.Sleep(2 * time.Second)
-		base := sampleProcs(pids())
-		out := &bytes.Buffer{}
-		errb := &bytes.Buffer{}
-		cmd := exec.Command(env.wsbench, "connect", "-c", strconv.Itoa(n), "-d", (compareSettle + 15*time.Second).String(),
-			"--source-ips", sourceIPs, "--json", "-q", "--handshake-timeout", "30s", "--insecure", wsURL)
-		cmd.Stdout, cmd.Stderr = out, errb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+// comparePass starts every proxy of kinds at once, each on its own port in
+// front of the same backends, weighs idle tunnels one proxy at a time, and
+// then measures each load figure in paired rounds: in every round each
+// proxy gets one window of the same load, one after another, in an order
+// that rotates from round to round. A figure's value is the median of its
+// rounds, and its ratio to HAProxy the median of the per-round ratios: two
+// proxies measured minutes apart on this shared machine differed by up to
+// ±20% from run to run, while windows seconds apart see the same machine.
+func comparePass(t *testing.T, env *compareEnv, kinds []proxyKind, n int, dur time.Duration, rounds int) []cmpResult {
+	var ps []*runningProxy
+	for _, k := range kinds {
+		// HAProxy and nginx cannot report a port chosen by the kernel, so they
+		// bind an address reserved for this test (reserveAddr: bound, never
+		// listening, so no one else gets it; both set SO_REUSEADDR); wsgate
+		// ignores it and reports its own through --ready-file.
+		pid, addr := k.start(t, env, reserveAddr(t))
+		p := &runningProxy{name: k.name, addr: addr, res: cmpResult{name: k.name}, rounds: map[string][]float64{}}
+		if pid > 0 {
+			p.pids = func() []int { return procTree(pid) }
 		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		// Until the proxy holds (nearly) all of them: a health check or
-		// two open at the base sample may be gone by now; or until the
-		// count stops growing for 5 s (some failed).
-		deadline := time.Now().Add(90 * time.Second)
-		last, lastChange := 0, time.Now()
-	wait:
-		for time.Now().Before(deadline) {
-			select {
-			case <-exited:
-				t.Errorf("%s: wsbench connect ended before the proxy held the tunnels", k.name)
-				break wait
-			case <-time.After(250 * time.Millisecond):
-			}
-			fds := sampleProcs(pids()).fds
-			if fds >= base.fds+2*n-8 {
-				break
-			}
-			if fds != last {
-				last, lastChange = fds, time.Now()
-			} else if time.Since(lastChange) > 5*time.Second && fds > base.fds+n {
-				break
+		waitHTTP(t, env.httpScheme()+addr+"/name", 15*time.Second)
+		ps = append(ps, p)
+	}
+	defer env.stopProxies()
+
+	for _, p := range ps {
+		if p.pids != nil {
+			t.Logf("=== %s: idle tunnels", p.name)
+			measureIdle(t, env, p, n)
+		}
+	}
+	for _, row := range loadRows {
+		if row.tlsOnly && env.tlsCert == "" {
+			continue
+		}
+		for r := range rounds {
+			for i := range ps {
+				p := ps[(i+r)%len(ps)]
+				vals := row.run(t, env, p, dur)
+				for _, key := range row.keys {
+					p.rounds[key] = append(p.rounds[key], vals[key])
+				}
+				time.Sleep(time.Second)
 			}
 		}
-		time.Sleep(compareSettle)
-		s := sampleProcs(pids())
+	}
+
+	var ha *runningProxy
+	for _, p := range ps {
+		if p.name == "HAProxy" {
+			ha = p
+		}
+	}
+	out := make([]cmpResult, 0, len(ps))
+	for _, p := range ps {
+		p.res.ratio = map[string]float64{}
+		for key, vs := range p.rounds {
+			*cmpField(&p.res, key) = median(vs)
+			if ha == nil || p == ha {
+				continue
+			}
+			var rs []float64
+			for i, v := range vs {
+				if h := ha.rounds[key]; i < len(h) && h[i] != 0 && v != 0 {
+					rs = append(rs, v/h[i])
+				}
+			}
+			if len(rs) > 0 {
+				p.res.ratio[key] = median(rs)
+			}
+		}
+		t.Logf("%s rounds: %v", p.name, p.rounds)
+		out = append(out, p.res)
+	}
+	return out
+}
+
+// median of the non-zero values of vs (0 when there are none).
+func median(vs []float64) float64 {
+	var nz []float64
+	for _, v := range vs {
+		if v != 0 {
+			nz = append(nz, v)
+		}
+	}
+	if len(nz) == 0 {
+		return 0
+	}
+	slices.Sort(nz)
+	if len(nz)%2 == 1 {
+		return nz[len(nz)/2]
+	}
+	return (nz[len(nz)/2-1] + nz[len(nz)/2]) / 2
+}
+
+func (env *compareEnv) httpScheme() string {
+	if env.tlsCert != "" {
+		return "https://"
+	}
+	return "http://"
+}
+
+func (env *compareEnv) wsURL(addr string) string {
+	if env.tlsCert != "" {
+		return "wss://" + addr + "/ws"
+	}
+	return "ws://" + addr + "/ws"
+}
+
+// measureIdle weighs the proxy's memory and files per idle tunnel: wsbench
+// connect holds n in its own process.
+func measureIdle(t *testing.T, env *compareEnv, p *runningProxy, n int) {
+	pids, res, k := p.pids, &p.res, p
+	wsURL := env.wsURL(p.addr)
+	time.Sleep(2 * time.Second)
+	base := sampleProcs(pids())
+	out := &bytes.Buffer{}
+	errb := &bytes.Buffer{}
+	cmd := exec.Command(env.wsbench, "connect", "-c", strconv.Itoa(n), "-d", (compareSettle + 15*time.Second).String(),
+		"--source-ips", sourceIPs, "--json", "-q", "--handshake-timeout", "30s", "--insecure", wsURL)
+	cmd.Stdout, cmd.Stderr = out, errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	// Until the proxy holds (nearly) all of them: a health check or
+	// two open at the base sample may be gone by now; or until the
+	// count stops growing for 5 s (some failed).
+	deadline := time.Now().Add(90 * time.Second)
+	last, lastChange := 0, time.Now()
+wait:
+	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-		case <-time.After(3 * time.Minute):
-			cmd.Process.Kill()
-			<-exited
+			t.Errorf("%s: wsbench connect ended before the proxy held the tunnels", k.name)
+			break wait
+		case <-time.After(250 * time.Millisecond):
 		}
-		var r bench.Result
-		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
-			t.Errorf("%s: wsbench connect: %v\n%s", k.name, err, errb.String())
+		fds := sampleProcs(pids()).fds
+		if fds >= base.fds+2*n-8 {
+			break
 		}
-		res.tunnels, res.failed = r.Connected, r.Failed+(r.Connected-r.OpenAtEnd)
-		if held := r.OpenAtEnd; held > 0 {
-			res.anonPerTunnel = float64(s.anonKiB-base.anonKiB) * 1024 / float64(held)
-			res.fdsPerTunnel = float64(s.fds-base.fds) / float64(held)
+		if fds != last {
+			last, lastChange = fds, time.Now()
+		} else if time.Since(lastChange) > 5*time.Second && fds > base.fds+n {
+			break
 		}
-		t.Logf("%s idle: base anon %d KiB fds %d; held %d (failed %d): anon %d KiB fds %d", k.name, base.anonKiB, base.fds, r.OpenAtEnd, res.failed, s.anonKiB, s.fds)
-		// Wait for the proxy to let go of them.
-		for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
-			if sampleProcs(pids()).fds <= base.fds+8 {
-				break
-			}
-		}
-		time.Sleep(time.Second)
 	}
-
-	// 2. Handshakes: connect, upgrade, greeting, one echo, close.
-	{
-		c0 := cpuOf(pids)
-		count, _, errs := handshakeLoop(wsURL, compareHSConns, dur, false)
-		c1 := cpuOf(pids)
-		res.handshakes = float64(count) / dur.Seconds()
-		if count > 0 && pids != nil {
-			res.hsCPUus, res.hsSysUS = c1.perUnitUS(c0, count)
+	time.Sleep(compareSettle)
+	s := sampleProcs(pids())
+	select {
+	case <-exited:
+	case <-time.After(3 * time.Minute):
+		cmd.Process.Kill()
+		<-exited
+	}
+	var r bench.Result
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Errorf("%s: wsbench connect: %v\n%s", k.name, err, errb.String())
+	}
+	res.tunnels, res.failed = r.Connected, r.Failed+(r.Connected-r.OpenAtEnd)
+	if held := r.OpenAtEnd; held > 0 {
+		res.anonPerTunnel = float64(s.anonKiB-base.anonKiB) * 1024 / float64(held)
+		res.fdsPerTunnel = float64(s.fds-base.fds) / float64(held)
+	}
+	t.Logf("%s idle: base anon %d KiB fds %d; held %d (failed %d): anon %d KiB fds %d", k.name, base.anonKiB, base.fds, r.OpenAtEnd, res.failed, s.anonKiB, s.fds)
+	// Wait for the proxy to let go of them.
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if sampleProcs(pids()).fds <= base.fds+8 {
+			break
 		}
-		t.Logf("%s handshakes: %d in %v (%d errors), proxy CPU %.2f s (kernel %.2f s)", k.name, count, dur, errs, float64(c1.total-c0.total)/clkTck, float64(c1.sys-c0.sys)/clkTck)
 	}
 	time.Sleep(time.Second)
+}
 
-	// 2b. Resumed TLS handshakes: each worker keeps a session cache, so
+// loadRow is one load figure measured in paired rounds: run gives one
+// window's values by cmpField key.
+type loadRow struct {
+	keys    []string
+	tlsOnly bool
+	run     func(t *testing.T, env *compareEnv, p *runningProxy, dur time.Duration) map[string]float64
+}
+
+var loadRows = []loadRow{
+	// Handshakes: connect, upgrade, greeting, one echo, close.
+	{keys: []string{"hs", "hsSys", "hsRate"}, run: func(t *testing.T, env *compareEnv, p *runningProxy, dur time.Duration) map[string]float64 {
+		c0 := cpuOf(p.pids)
+		count, _, errs := handshakeLoop(env.wsURL(p.addr), compareHSConns, dur, false)
+		c1 := cpuOf(p.pids)
+		v := map[string]float64{"hsRate": float64(count) / dur.Seconds()}
+		if count > 0 && p.pids != nil {
+			v["hs"], v["hsSys"] = c1.perUnitUS(c0, count)
+		}
+		t.Logf("%s handshakes: %d in %v (%d errors), proxy CPU %.2f s (kernel %.2f s)", p.name, count, dur, errs, float64(c1.total-c0.total)/clkTck, float64(c1.sys-c0.sys)/clkTck)
+		return v
+	}},
+	// Resumed TLS handshakes: each worker keeps a session cache, so
 	// every connection after its first resumes with a session ticket.
-	if strings.HasPrefix(wsURL, "wss://") {
-		c0 := cpuOf(pids)
-		count, resumed, errs := handshakeLoop(wsURL, compareHSConns, dur, true)
-		c1 := cpuOf(pids)
-		if resumed > 0 && pids != nil {
-			res.hsResumedCPUus, _ = c1.perUnitUS(c0, count)
-			res.resumedShare = float64(resumed) / float64(count)
+	{keys: []string{"hsRes", "resShare"}, tlsOnly: true, run: func(t *testing.T, env *compareEnv, p *runningProxy, dur time.Duration) map[string]float64 {
+		c0 := cpuOf(p.pids)
+		count, resumed, errs := handshakeLoop(env.wsURL(p.addr), compareHSConns, dur, true)
+		c1 := cpuOf(p.pids)
+		v := map[string]float64{}
+		if resumed > 0 && p.pids != nil {
+			v["hsRes"], _ = c1.perUnitUS(c0, count)
+			v["resShare"] = float64(resumed) / float64(count)
 		}
-		t.Logf("%s resumed handshakes: %d in %v, %d resumed (%d errors), proxy CPU %.2f s", k.name, count, dur, resumed, errs, float64(c1.total-c0.total)/clkTck)
-		time.Sleep(time.Second)
-	}
-
-	// 3. Echo: 64 B closed loop.
-	{
+		t.Logf("%s resumed handshakes: %d in %v, %d resumed (%d errors), proxy CPU %.2f s", p.name, count, dur, resumed, errs, float64(c1.total-c0.total)/clkTck)
+		return v
+	}},
+	// Echo: 64 B closed loop.
+	{keys: []string{"echo", "echoSys", "msgs", "p50", "p99", "p999"}, run: func(t *testing.T, env *compareEnv, p *runningProxy, dur time.Duration) map[string]float64 {
 		ips, _ := bench.ParseSourceIPs(sourceIPs)
-		c0 := cpuOf(pids)
-		r, err := bench.Run(context.Background(), bench.Config{Mode: bench.ModeEcho, URL: wsURL, Conns: compareEchoConn, InsecureTLS: true,
+		c0 := cpuOf(p.pids)
+		r, err := bench.Run(context.Background(), bench.Config{Mode: bench.ModeEcho, URL: env.wsURL(p.addr), Conns: compareEchoConn, InsecureTLS: true,
 			Duration: dur, Size: 64, SourceIPs: ips})
-		c1 := cpuOf(pids)
+		c1 := cpuOf(p.pids)
 		if err != nil {
-			t.Fatalf("%s echo: %v", k.name, err)
+			t.Fatalf("%s echo: %v", p.name, err)
 		}
-		res.msgsPerS = r.MessagesPerSecond
-		res.p50, res.p99, res.p999 = r.Latency.P50MS, r.Latency.P99MS, r.Latency.P999MS
-		if r.Messages > 0 && pids != nil {
-			res.echoCPUus, res.echoSysUS = c1.perUnitUS(c0, r.Messages)
+		v := map[string]float64{"msgs": r.MessagesPerSecond, "p50": r.Latency.P50MS, "p99": r.Latency.P99MS, "p999": r.Latency.P999MS}
+		if r.Messages > 0 && p.pids != nil {
+			v["echo"], v["echoSys"] = c1.perUnitUS(c0, r.Messages)
 		}
 		if r.Errors > 0 || r.Failed > 0 {
-			res.echoErrors = fmt.Sprintf("%d failed, %d errors %v", r.Failed, r.Errors, r.ErrorKinds)
-			t.Logf("%s echo: %s", k.name, res.echoErrors)
+			p.res.echoErrors = fmt.Sprintf("%d failed, %d errors %v", r.Failed, r.Errors, r.ErrorKinds)
+			t.Logf("%s echo: %s", p.name, p.res.echoErrors)
 		}
-		t.Logf("%s echo: %d messages, %.0f/s, proxy CPU %.2f s (kernel %.2f s)", k.name, r.Messages, r.MessagesPerSecond, float64(c1.total-c0.total)/clkTck, float64(c1.sys-c0.sys)/clkTck)
-	}
-	time.Sleep(time.Second)
-
-	// 3b. Bulk: 16 MiB messages echoed on 2 connections: CPU per byte, where
+		t.Logf("%s echo: %d messages, %.0f/s, proxy CPU %.2f s (kernel %.2f s)", p.name, r.Messages, r.MessagesPerSecond, float64(c1.total-c0.total)/clkTck, float64(c1.sys-c0.sys)/clkTck)
+		return v
+	}},
+	// Bulk: 16 MiB messages echoed on 2 connections: CPU per byte, where
 	// splice (plain) or the record layer (TLS) does the work.
-	if os.Getenv("WSGATE_COMPARE_BULK") != "0" {
+	{keys: []string{"bulk", "bulkRate"}, run: func(t *testing.T, env *compareEnv, p *runningProxy, dur time.Duration) map[string]float64 {
+		v := map[string]float64{}
+		if os.Getenv("WSGATE_COMPARE_BULK") == "0" {
+			return v
+		}
 		const size = 16 << 20
-		c0 := cpuOf(pids)
-		r, err := bench.Run(context.Background(), bench.Config{Mode: bench.ModeEcho, URL: wsURL, Conns: 2, InsecureTLS: true,
+		c0 := cpuOf(p.pids)
+		r, err := bench.Run(context.Background(), bench.Config{Mode: bench.ModeEcho, URL: env.wsURL(p.addr), Conns: 2, InsecureTLS: true,
 			Duration: dur, Size: size})
-		c1 := cpuOf(pids)
+		c1 := cpuOf(p.pids)
 		if err != nil {
-			t.Errorf("%s bulk: %v", k.name, err)
-		} else if r.Messages > 0 && pids != nil {
-			mib := float64(r.Messages) * 2 * size / (1 << 20) // each message crosses the proxy twice
-			total, _ := c1.perUnitUS(c0, 1)
-			res.bulkCPUusPerMiB = total / mib
-			res.bulkMiBs = float64(r.Messages) * size / (1 << 20) / dur.Seconds()
-			t.Logf("%s bulk: %d messages of 16 MiB, proxy CPU %.2f s, %.0f µs per MiB relayed", k.name, r.Messages, float64(c1.total-c0.total)/clkTck, res.bulkCPUusPerMiB)
+			t.Errorf("%s bulk: %v", p.name, err)
+		} else if r.Messages > 0 {
+			v["bulkRate"] = float64(r.Messages) * size / (1 << 20) / dur.Seconds()
+			if p.pids != nil {
+				mib := float64(r.Messages) * 2 * size / (1 << 20) // each message crosses the proxy twice
+				total, _ := c1.perUnitUS(c0, 1)
+				v["bulk"] = total / mib
+			}
+			t.Logf("%s bulk: %d messages of 16 MiB, proxy CPU %.2f s, %.0f µs per MiB relayed", p.name, r.Messages, float64(c1.total-c0.total)/clkTck, v["bulk"])
 		}
-	}
-	time.Sleep(time.Second)
+		return v
+	}},
+	// HTTP keep-alive.
+	{keys: []string{"httpRate", "http", "httpSys"}, run: func(t *testing.T, env *compareEnv, p *runningProxy, dur time.Duration) map[string]float64 {
+		c0 := cpuOf(p.pids)
+		reqs, tool, err := httpLoad(env.httpScheme()+p.addr+"/name", compareHTTPConn, dur)
+		c1 := cpuOf(p.pids)
+		if err != nil {
+			t.Errorf("%s http: %v", p.name, err)
+		}
+		p.res.httpTool = tool
+		v := map[string]float64{"httpRate": float64(reqs) / dur.Seconds()}
+		if reqs > 0 && p.pids != nil {
+			v["http"], v["httpSys"] = c1.perUnitUS(c0, reqs)
+		}
+		t.Logf("%s http (%s): %d requests, proxy CPU %.2f s (kernel %.2f s)", p.name, tool, reqs, float64(c1.total-c0.total)/clkTck, float64(c1.sys-c0.sys)/clkTck)
+		return v
+	}},
+}
 
-	// 4. HTTP keep-alive.
-	{
-		c0 := cpuOf(pids)
-		reqs, tool, err := httpLoad(httpScheme+addr+"/name", compareHTTPConn, dur)
-		c1 := cpuOf(pids)
-		if err != nil {
-			t.Errorf("%s http: %v", k.name, err)
-		}
-		res.httpTool = tool
-		res.httpReqS = float64(reqs) / dur.Seconds()
-		if reqs > 0 && pids != nil {
-			res.httpCPUus, res.httpSysUS = c1.perUnitUS(c0, reqs)
-		}
-		t.Logf("%s http (%s): %d requests, proxy CPU %.2f s (kernel %.2f s)", k.name, tool, reqs, float64(c1.total-c0.total)/clkTck, float64(c1.sys-c0.sys)/clkTck)
+// cmpField is the cmpResult field a load figure's key names.
+func cmpField(r *cmpResult, key string) *float64 {
+	switch key {
+	case "hs":
+		return &r.hsCPUus
+	case "hsSys":
+		return &r.hsSysUS
+	case "hsRate":
+		return &r.handshakes
+	case "hsRes":
+		return &r.hsResumedCPUus
+	case "resShare":
+		return &r.resumedShare
+	case "echo":
+		return &r.echoCPUus
+	case "echoSys":
+		return &r.echoSysUS
+	case "msgs":
+		return &r.msgsPerS
+	case "p50":
+		return &r.p50
+	case "p99":
+		return &r.p99
+	case "p999":
+		return &r.p999
+	case "bulk":
+		return &r.bulkCPUusPerMiB
+	case "bulkRate":
+		return &r.bulkMiBs
+	case "httpRate":
+		return &r.httpReqS
+	case "http":
+		return &r.httpCPUus
+	case "httpSys":
+		return &r.httpSysUS
 	}
-	env.stopLast()
-	time.Sleep(2 * time.Second)
-	return res
+	panic("cmpField: unknown key " + key)
 }
 
 // ---------------------------------------------------------------------------
@@ -533,12 +689,13 @@ func nginxTLS(env *compareEnv) string {
 	return fmt.Sprintf(" ssl;\n        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_certificate %s;\n        ssl_certificate_key %s;", env.tlsCert, env.tlsKey)
 }
 
-// stopLast stops the proxy started last (backends stay).
-func (env *compareEnv) stopLast() {
-	if n := len(env.procs); n > 2 {
-		env.procs[n-1].stop()
-		env.procs = env.procs[:n-1]
+// stopProxies stops the proxies of a pass (the two backends stay).
+func (env *compareEnv) stopProxies() {
+	for _, p := range env.procs[2:] {
+		p.stop()
 	}
+	env.procs = env.procs[:2]
+	time.Sleep(2 * time.Second)
 }
 
 // ---------------------------------------------------------------------------
@@ -860,7 +1017,7 @@ func numCPU() int {
 // ---------------------------------------------------------------------------
 // the table
 
-func writeCompareTable(w io.Writer, rs []cmpResult) {
+func writeCompareTable(w io.Writer, rs []cmpResult, rounds int) {
 	var ha *cmpResult
 	for i := range rs {
 		if rs[i].name == "HAProxy" {
@@ -871,28 +1028,29 @@ func writeCompareTable(w io.Writer, rs []cmpResult) {
 		label  string
 		val    func(r *cmpResult) float64
 		format string
-		proxy  bool // meaningless for the direct column
+		proxy  bool   // meaningless for the direct column
+		key    string // the load figure's cmpField key: its ratio is the median of the paired rounds' ratios
 	}
 	rows := []row{
-		{"idle tunnels held (failed)", func(r *cmpResult) float64 { return float64(r.tunnels) }, "%.0f", true},
-		{"user-space memory per idle tunnel (anon RSS, B)", func(r *cmpResult) float64 { return r.anonPerTunnel }, "%.0f", true},
-		{"fds per idle tunnel", func(r *cmpResult) float64 { return r.fdsPerTunnel }, "%.2f", true},
-		{"proxy CPU per WebSocket handshake (µs)", func(r *cmpResult) float64 { return r.hsCPUus }, "%.0f", true},
-		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.hsSysUS }, "%.0f", true},
-		{"handshakes/s (16 workers)", func(r *cmpResult) float64 { return r.handshakes }, "%.0f", false},
-		{"proxy CPU per resumed TLS handshake (µs)", func(r *cmpResult) float64 { return r.hsResumedCPUus }, "%.0f", true},
-		{"  share of them resumed", func(r *cmpResult) float64 { return r.resumedShare }, "%.2f", false},
-		{"proxy CPU per 64 B echo round trip (µs)", func(r *cmpResult) float64 { return r.echoCPUus }, "%.1f", true},
-		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.echoSysUS }, "%.1f", true},
-		{"echo messages/s (50 conns)", func(r *cmpResult) float64 { return r.msgsPerS }, "%.0f", false},
-		{"echo p50 (ms)", func(r *cmpResult) float64 { return r.p50 }, "%.3f", false},
-		{"echo p99 (ms)", func(r *cmpResult) float64 { return r.p99 }, "%.3f", false},
-		{"echo p99.9 (ms)", func(r *cmpResult) float64 { return r.p999 }, "%.3f", false},
-		{"bulk, 16 MiB messages: CPU per MiB (µs)", func(r *cmpResult) float64 { return r.bulkCPUusPerMiB }, "%.0f", true},
-		{"bulk: MiB/s echoed (2 conns)", func(r *cmpResult) float64 { return r.bulkMiBs }, "%.0f", false},
-		{"HTTP keep-alive requests/s", func(r *cmpResult) float64 { return r.httpReqS }, "%.0f", false},
-		{"proxy CPU per HTTP request (µs)", func(r *cmpResult) float64 { return r.httpCPUus }, "%.1f", true},
-		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.httpSysUS }, "%.1f", true},
+		{"idle tunnels held (failed)", func(r *cmpResult) float64 { return float64(r.tunnels) }, "%.0f", true, ""},
+		{"user-space memory per idle tunnel (anon RSS, B)", func(r *cmpResult) float64 { return r.anonPerTunnel }, "%.0f", true, ""},
+		{"fds per idle tunnel", func(r *cmpResult) float64 { return r.fdsPerTunnel }, "%.2f", true, ""},
+		{"proxy CPU per WebSocket handshake (µs)", func(r *cmpResult) float64 { return r.hsCPUus }, "%.0f", true, "hs"},
+		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.hsSysUS }, "%.0f", true, ""},
+		{"handshakes/s (16 workers)", func(r *cmpResult) float64 { return r.handshakes }, "%.0f", false, "hsRate"},
+		{"proxy CPU per resumed TLS handshake (µs)", func(r *cmpResult) float64 { return r.hsResumedCPUus }, "%.0f", true, "hsRes"},
+		{"  share of them resumed", func(r *cmpResult) float64 { return r.resumedShare }, "%.2f", false, ""},
+		{"proxy CPU per 64 B echo round trip (µs)", func(r *cmpResult) float64 { return r.echoCPUus }, "%.1f", true, "echo"},
+		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.echoSysUS }, "%.1f", true, ""},
+		{"echo messages/s (50 conns)", func(r *cmpResult) float64 { return r.msgsPerS }, "%.0f", false, "msgs"},
+		{"echo p50 (ms)", func(r *cmpResult) float64 { return r.p50 }, "%.3f", false, "p50"},
+		{"echo p99 (ms)", func(r *cmpResult) float64 { return r.p99 }, "%.3f", false, "p99"},
+		{"echo p99.9 (ms)", func(r *cmpResult) float64 { return r.p999 }, "%.3f", false, "p999"},
+		{"bulk, 16 MiB messages: CPU per MiB (µs)", func(r *cmpResult) float64 { return r.bulkCPUusPerMiB }, "%.0f", true, "bulk"},
+		{"bulk: MiB/s echoed (2 conns)", func(r *cmpResult) float64 { return r.bulkMiBs }, "%.0f", false, "bulkRate"},
+		{"HTTP keep-alive requests/s", func(r *cmpResult) float64 { return r.httpReqS }, "%.0f", false, "httpRate"},
+		{"proxy CPU per HTTP request (µs)", func(r *cmpResult) float64 { return r.httpCPUus }, "%.1f", true, "http"},
+		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.httpSysUS }, "%.1f", true, ""},
 	}
 	fmt.Fprintf(w, "\n| %-48s |", "figure")
 	for _, r := range rs {
@@ -913,6 +1071,8 @@ func writeCompareTable(w io.Writer, rs []cmpResult) {
 				cell = fmt.Sprintf(rw.format, v)
 				if rw.label == "idle tunnels held (failed)" {
 					cell += fmt.Sprintf(" (%d)", r.failed)
+				} else if q, ok := r.ratio[rw.key]; ok && rw.key != "" {
+					cell += fmt.Sprintf(" (%.2f×)", q)
 				} else if ha != nil && r != ha && rw.val(ha) != 0 {
 					cell += fmt.Sprintf(" (%.2f×)", v/rw.val(ha))
 				}
@@ -921,7 +1081,7 @@ func writeCompareTable(w io.Writer, rs []cmpResult) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w, "\n(×) = ratio to HAProxy. Lower is better for memory, fds, CPU and latency; higher for rates.")
+	fmt.Fprintf(w, "\nLoad figures: the median of %d paired rounds; (×) = ratio to HAProxy, for load figures the median of the %d per-round ratios. Lower is better for memory, fds, CPU and latency; higher for rates.\n", rounds, rounds)
 	for _, r := range rs {
 		if r.echoErrors != "" {
 			fmt.Fprintf(w, "%s echo: %s\n", r.name, r.echoErrors)
