@@ -61,8 +61,10 @@ func newHolder(onDrop func(id int, err error), ping time.Duration) (*holder, err
 	return h, nil
 }
 
-// add hands c to the holder; id is passed back to onDrop. A connection
-// without a file descriptor of its own (TLS) is refused.
+// add hands c to the holder; id is passed back to onDrop, which may be
+// called before add returns (when the frames that came with the 101 end the
+// connection). A connection without a file descriptor of its own (TLS) is
+// refused with an error, and stays the caller's.
 func (h *holder) add(c *Conn, id int) error {
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
@@ -75,6 +77,17 @@ func (h *holder) add(c *Conn, id int) error {
 	fd := -1
 	raw.Control(func(f uintptr) { fd = int(f) })
 	hc := &heldConn{c: c, fd: fd, id: id}
+	if c.w > c.r {
+		// Frames that came with the 101 (a greeting, a ping, a close): the
+		// loop does not know hc yet, so they are handled here.
+		pending := append([]byte(nil), c.rb[c.r:c.w]...)
+		c.r, c.w = 0, 0
+		if err := h.frames(hc, pending); err != nil {
+			c.nc.Close()
+			h.onDrop(id, err)
+			return nil
+		}
+	}
 	h.mu.Lock()
 	h.conns[int32(fd)] = hc
 	h.mu.Unlock()
@@ -152,7 +165,6 @@ func (h *holder) drop(hc *heldConn, err error) {
 
 // service reads what is there and handles every complete frame in it.
 func (h *holder) service(hc *heldConn) error {
-	c := hc.c
 	n, err := unix.Read(hc.fd, h.buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
@@ -163,7 +175,13 @@ func (h *holder) service(hc *heldConn) error {
 		return io.EOF
 	}
 	hc.pinged = false
-	p := h.buf[:n]
+	return h.frames(hc, h.buf[:n])
+}
+
+// frames handles the bytes p read from hc: every complete frame in them,
+// and what is left of one kept for the next read.
+func (h *holder) frames(hc *heldConn, p []byte) error {
+	c := hc.c
 	for len(p) > 0 {
 		if hc.skip > 0 {
 			k := min(hc.skip, uint64(len(p)))
