@@ -5,6 +5,7 @@
 //	  connect   open and hold N connections at a ramp rate; handshake latency, failures
 //	  echo      N connections send messages (closed loop, or --rate for an open model)
 //	  handshake open/close as fast as possible; handshakes/s
+//	  hold      hold N connections, reconnecting on close after a jittered delay (storms, rebalancing)
 //	  socketio  Socket.IO clients (polling then upgrade, or websocket only); acks, latency, nodes
 //	  probe     the checks people run by hand with curl, and a diagnosis in plain words
 //
@@ -42,6 +43,8 @@ const usage = `usage: wsbench SUBCOMMAND [flags] URL
   connect   open and hold N connections at a ramp rate; report handshake latency, failures
   echo      N connections send messages (closed loop, or --rate for an open model); latency percentiles
   handshake open/close as fast as possible; handshakes/s
+  hold      hold N connections, reconnecting each on close after a jittered delay: reconnect
+            storms and rebalancing (closes by code, reconnect latency, recovery time)
   socketio  Socket.IO clients (polling then upgrade, or websocket only); acks, latency, which node served
   probe     backend health, plain GET through the proxy, raw upgrade handshake; explains a
             400/403/502/504 or a missing 101
@@ -73,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "probe":
 		return runProbe(ctx, args, stdout, stderr)
+	case "hold":
+		return runHold(ctx, args, stdout, stderr)
 	case "connect", "echo", "handshake", "socketio":
 		return runLoad(ctx, bench.Mode(sub), args, stdout, stderr)
 	}
