@@ -2,7 +2,10 @@
 
 package balancer
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // The hot path (Route, Pick, Release) must not allocate; the race detector
 // adds allocations of its own, hence the build tag.
@@ -26,6 +29,20 @@ func TestAllocs(t *testing.T) {
 		p := newPool(t, policy, "a:1", "b:1,weight=3", "c:1")
 		if n := testing.AllocsPerRun(1000, func() { p.Pick(nil).Release() }); n != 0 {
 			t.Errorf("%v Pick/Release: %v allocs per run, want 0", policy, n)
+		}
+		// PickWait with a free backend, and capped backends, do not either.
+		if n := testing.AllocsPerRun(1000, func() {
+			b, _, _ := p.PickWait(nil, true, time.Second)
+			b.Release()
+		}); n != 0 {
+			t.Errorf("%v PickWait/Release: %v allocs per run, want 0", policy, n)
+		}
+		c := newPool(t, policy, "a:1,max-conns=2", "b:1,max-conns=1,weight=3")
+		if n := testing.AllocsPerRun(1000, func() {
+			b, _, _ := c.PickWait(nil, false, time.Second)
+			b.Release()
+		}); n != 0 {
+			t.Errorf("%v capped PickWait/Release: %v allocs per run, want 0", policy, n)
 		}
 		// A skip closure that captures caller state stays on the stack.
 		var tried [4]*Backend

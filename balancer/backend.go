@@ -21,18 +21,27 @@ const DefaultPool = "default"
 // MaxWeight is the largest backend weight accepted.
 const MaxWeight = 256
 
+// MaxMaxConns is the largest max-conns accepted.
+const MaxMaxConns = 1_000_000
+
 // BackendConfig is one backend as given on the command line.
 type BackendConfig struct {
 	Pool   string // "" means DefaultPool
 	Addr   string // host:port; an IPv6 host is in brackets
 	Weight int    // 0 means 1; at most MaxWeight
+	// MaxConns caps what the backend carries at once: requests in flight
+	// plus live tunnels (Active); 0 means unlimited; at most MaxMaxConns.
+	MaxConns int
 }
 
-// ParseBackend parses the -b/--backend value "[POOL=]HOST:PORT[,weight=N]".
+// ParseBackend parses the -b/--backend value
+// "[POOL=]HOST:PORT[,weight=N][,max-conns=N]" (options in any order, each
+// at most once).
 //
 // HOST may be a DNS name, an IPv4 address or a bracketed IPv6 address; PORT
 // is a number 1..65535. The returned Addr is HOST:PORT as given (names are not
-// resolved here). A value without weight gets Weight 1. Errors start with
+// resolved here). A value without weight gets Weight 1; without max-conns,
+// MaxConns 0 (unlimited). Errors start with
 // `balancer: backend "VALUE": ` and name what is wrong.
 func ParseBackend(s string) (BackendConfig, error) {
 	fail := func(format string, args ...any) (BackendConfig, error) {
@@ -52,10 +61,20 @@ func ParseBackend(s string) (BackendConfig, error) {
 	}
 	cfg.Addr = addr
 	if hasOpts {
-		seenWeight := false
+		seenWeight, seenMax := false, false
 		for opt := range strings.SplitSeq(opts, ",") {
 			key, val, _ := strings.Cut(opt, "=")
 			switch key {
+			case "max-conns":
+				if seenMax {
+					return fail("max-conns given twice")
+				}
+				seenMax = true
+				n, err := strconv.Atoi(val)
+				if err != nil || n < 1 || n > MaxMaxConns {
+					return fail("max-conns must be 1..%d, got %q", MaxMaxConns, val)
+				}
+				cfg.MaxConns = n
 			case "weight":
 				if seenWeight {
 					return fail("weight given twice")
@@ -69,7 +88,7 @@ func ParseBackend(s string) (BackendConfig, error) {
 			case "":
 				return fail("empty option after comma")
 			default:
-				return fail("unknown option %q (want weight=N)", key)
+				return fail("unknown option %q (want weight=N or max-conns=N)", key)
 			}
 		}
 	}
@@ -179,8 +198,8 @@ type Backend struct {
 	// BenchmarkPickParallel).
 
 	// active is the number of Picks not yet Released: in-flight requests plus
-	// live tunnels. Changed only by Pick (+1) and Release (-1, never left
-	// below 0).
+	// live tunnels. Changed only by Pick (+1; by compare-and-swap below
+	// maxConns when capped) and Release (-1, never left below 0).
 	active atomic.Int64
 	// picks counts every Pick of this backend since it was created.
 	picks atomic.Uint64
@@ -191,7 +210,10 @@ type Backend struct {
 	// Guarded by the owning Pool's rrMu.
 	rrCurrent int64
 	// weight is 1..MaxWeight; a reload may change it.
-	weight atomic.Int64
+	weight atomic.Int32
+	// maxConns caps active (0: no cap); a reload may change it. Next to
+	// active, so the cap check reads a line Pick loads anyway.
+	maxConns atomic.Int32
 	// flags are the fXxx state bits; changed by compare-and-swap only, so
 	// each change of state is seen (and logged) once.
 	flags atomic.Uint32
@@ -204,11 +226,12 @@ type Backend struct {
 	// fSlow is set.
 	slowFrom atomic.Int64
 
-	addr string    // immutable; HOST:PORT dialed (an IP when found by DNS)
-	pool string    // immutable; name of the pool holding it
-	host string    // immutable; HOST:PORT as configured (the Host of health checks)
-	bl   *Balancer // immutable; owner: clock, health settings, log
-	h    *health   // immutable pointer; the health state behind its mutex
+	addr string        // immutable; HOST:PORT dialed (an IP when found by DNS)
+	p    *Pool         // immutable; the pool holding it (its queue, its name)
+	host string        // immutable; HOST:PORT as configured (the Host of health checks)
+	bl   *Balancer     // immutable; owner: clock, health settings, log
+	h    *health       // immutable pointer; the health state behind its mutex
+	gate *atomic.Int64 // immutable; &p.gate, read by every Release
 }
 
 // State bits of Backend.flags.
@@ -228,10 +251,21 @@ func (b *Backend) Addr() string { return b.addr }
 func (b *Backend) Host() string { return b.host }
 
 // Pool returns the name of the pool that holds b.
-func (b *Backend) Pool() string { return b.pool }
+func (b *Backend) Pool() string { return b.p.name }
 
 // Weight returns b's configured weight, 1..MaxWeight.
 func (b *Backend) Weight() int { return int(b.weight.Load()) }
+
+// MaxConns returns b's cap on Active (max-conns), 0 when unlimited. A
+// reload may change it; lowered below Active, it lets Active fall to it
+// and takes nothing new until then.
+func (b *Backend) MaxConns() int { return int(b.maxConns.Load()) }
+
+// full reports whether b is at its cap.
+func (b *Backend) full() bool {
+	mc := b.maxConns.Load()
+	return mc != 0 && b.active.Load() >= int64(mc)
+}
 
 // Active returns the in-flight requests plus live tunnels currently counted
 // against b: Picks not yet Released.
@@ -249,13 +283,38 @@ func (b *Backend) Underflows() uint64 { return b.underflows.Load() }
 
 // Release undoes one Pick: call it exactly once when the request finishes or
 // the tunnel closes (for a tunnel, TunnelEnded does it). The count never goes
-// below 0; an extra Release is ignored and counted in Underflows.
+// below 0; an extra Release is ignored and counted in Underflows. When
+// requests wait in the pool's queue (PickWait), the freed capacity goes to
+// them first, in order; when none waits, Release costs one more atomic
+// load. A draining backend's Release serves its pool's queue too (with the
+// other backends: a draining one takes nothing new).
 func (b *Backend) Release() {
-	if b.active.Add(-1) < 0 {
-		// Undo: the count may read -1 for this instant, which a concurrent
-		// least-conn scan takes as "idle"; harmless, and only on a caller bug.
-		b.active.Add(1)
-		b.underflows.Add(1)
+	// One comparison, small enough to inline: the pool's gate is 0 when
+	// nobody waits (then only a count below 0 goes out of line) and
+	// MaxInt64 when someone does (then every Release does).
+	if b.active.Add(-1) < b.gate.Load() {
+		released(b)
+	}
+}
+
+// released is the rest of Release, out of line so that Release inlines:
+// the count went below 0 (a Release without its Pick: undone, counted), or
+// the pool's queue holds waiters.
+func released(b *Backend) {
+	for {
+		n := b.active.Load()
+		if n >= 0 {
+			break
+		}
+		// The count may read -1 for this instant, which a concurrent
+		// least-conn scan takes as "idle"; harmless, and only on a caller
+		// bug.
+		if b.active.CompareAndSwap(n, n+1) {
+			b.underflows.Add(1)
+		}
+	}
+	if b.gate.Load() != 0 {
+		b.p.kick()
 	}
 }
 
@@ -269,11 +328,42 @@ func (b *Backend) TunnelEnded() {
 	b.Release()
 }
 
-// acquire counts one Pick against b.
+// acquire counts one Pick against b, whatever its cap (tests set counts
+// with it; picks use tryAcquire).
 func (b *Backend) acquire() {
 	b.active.Add(1)
 	b.picks.Add(1)
 }
 
+// tryAcquire counts one Pick against b unless b is at its cap, and reports
+// whether it did. Uncapped, it is acquire; capped, a compare-and-swap loop
+// makes the cap exact however many goroutines pick at once.
+func (b *Backend) tryAcquire() bool {
+	mc := int64(b.maxConns.Load())
+	if mc == 0 {
+		b.active.Add(1)
+		b.picks.Add(1)
+		return true
+	}
+	for {
+		n := b.active.Load()
+		if n >= mc {
+			return false
+		}
+		if b.active.CompareAndSwap(n, n+1) {
+			b.picks.Add(1)
+			return true
+		}
+	}
+}
+
 // String returns "POOL/HOST:PORT" for logs.
-func (b *Backend) String() string { return b.pool + "/" + b.addr }
+func (b *Backend) String() string { return b.p.name + "/" + b.addr }
+
+// maxConnsString is n for logs, "unlimited" for 0.
+func maxConnsString(n int32) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return strconv.Itoa(int(n))
+}

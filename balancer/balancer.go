@@ -52,6 +52,19 @@ type Config struct {
 	// RebalanceTolerance is the share above fair a backend may carry before
 	// a pass starts, a fraction; 0 means DefaultRebalanceTolerance (0.10).
 	RebalanceTolerance float64
+	// MaxQueue bounds each pool's queue of PickWait calls waiting for a
+	// backend slot; 0 means DefaultMaxQueue, < 0 means no queue (a full
+	// pool answers ErrQueueFull at once).
+	MaxQueue int
+	// MaxHandshakesPerBackend paces WebSocket handshakes (PickWait with
+	// upgrade): each backend takes at most this many per second, from a
+	// token bucket of HandshakeBurst; a backend without a token counts as
+	// full for upgrades, which wait in the queue. 0 (the default): off.
+	// Plain requests are never paced.
+	MaxHandshakesPerBackend float64
+	// HandshakeBurst is the pacing bucket's depth; 0 means
+	// max(1, MaxHandshakesPerBackend/10).
+	HandshakeBurst int
 	// Clock is the time source for health, ejection, slow start and drain;
 	// default the real clock. Tests inject a fake one.
 	Clock Clock
@@ -74,6 +87,9 @@ type Balancer struct {
 	clock   Clock         // immutable
 	routes  []routeTarget // immutable; in configuration order, default route last
 	matcher *Matcher      // immutable; over routes
+
+	pace     pacing // immutable; handshake pacing
+	maxQueue int    // immutable; normalized MaxQueue (0: no queue)
 
 	pools atomic.Pointer[poolSet] // replaced when a reload adds a pool; never nil
 
@@ -114,12 +130,18 @@ func New(cfg Config) (*Balancer, error) {
 	if err := checkRebalance(cfg.Rebalance, cfg.RebalanceTolerance); err != nil {
 		return nil, err
 	}
+	if err := checkPacing(cfg.MaxHandshakesPerBackend, cfg.HandshakeBurst); err != nil {
+		return nil, err
+	}
 	cfg.Health = cfg.Health.normalized()
 	if cfg.DNSInterval <= 0 {
 		cfg.DNSInterval = DefaultDNSInterval
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = DefaultMaxQueue
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
@@ -131,6 +153,8 @@ func New(cfg Config) (*Balancer, error) {
 	bl := &Balancer{
 		cfg:      cfg,
 		clock:    cfg.Clock,
+		pace:     makePacing(cfg.MaxHandshakesPerBackend, cfg.HandshakeBurst),
+		maxQueue: max(cfg.MaxQueue, 0),
 		spec:     specs,
 		resolved: make(map[string][]netip.Addr),
 		byKey:    make(map[string]*Backend),
@@ -216,6 +240,9 @@ func checkBackends(in []BackendConfig) ([]BackendConfig, error) {
 		}
 		if bc.Weight < 1 || bc.Weight > MaxWeight {
 			return nil, fmt.Errorf("balancer: backend %s: weight must be 1..%d, got %d", bc.Addr, MaxWeight, bc.Weight)
+		}
+		if bc.MaxConns < 0 || bc.MaxConns > MaxMaxConns {
+			return nil, fmt.Errorf("balancer: backend %s: max-conns must be 1..%d (0: unlimited), got %d", bc.Addr, MaxMaxConns, bc.MaxConns)
 		}
 		key := backendKey(bc.Pool, bc.Addr)
 		if seen[key] {

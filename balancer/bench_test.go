@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 func benchPool(b *testing.B, policy Policy, n int) *Pool {
@@ -26,6 +27,31 @@ func BenchmarkPick(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkPickCapped is BenchmarkPick with every backend capped (well
+// above what the loop holds), and PickWait on an uncapped pool.
+func BenchmarkPickCapped(b *testing.B) {
+	for _, n := range []int{2, 64} {
+		b.Run(fmt.Sprintf("least-conn/%d/capped", n), func(b *testing.B) {
+			p := benchPool(b, LeastConn, n)
+			for _, be := range p.Backends() {
+				be.maxConns.Store(1000)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				p.Pick(nil).Release()
+			}
+		})
+		b.Run(fmt.Sprintf("least-conn/%d/PickWait", n), func(b *testing.B) {
+			p := benchPool(b, LeastConn, n)
+			b.ReportAllocs()
+			for b.Loop() {
+				be, _, _ := p.PickWait(nil, false, time.Second)
+				be.Release()
+			}
+		})
 	}
 }
 

@@ -107,6 +107,7 @@ type health struct {
 	stopped bool  // no more checks: removed, or the Balancer closed
 
 	moved atomic.Uint64 // tunnel closes asked by rebalancing (not under mu)
+	hsTat atomic.Int64  // handshake pacing: GCRA theoretical arrival time, clock ns (not under mu)
 }
 
 // setFlag sets bit f and reports whether this call set it.
@@ -174,7 +175,7 @@ const weightShift = 10
 
 // effWeight is b's weight << weightShift, ramped by slow start.
 func (b *Backend) effWeight(now *int64) int64 {
-	w := b.weight.Load() << weightShift
+	w := int64(b.weight.Load()) << weightShift
 	if b.flags.Load()&fSlow == 0 {
 		return w
 	}
@@ -332,5 +333,6 @@ func (bl *Balancer) recordCheck(b *Backend, start time.Time, dur time.Duration, 
 	}
 	if recovered {
 		b.startSlow(0)
+		b.p.kickIfWaiting()
 	}
 }

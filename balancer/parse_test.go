@@ -10,15 +10,18 @@ func TestParseBackend(t *testing.T) {
 		in   string
 		want BackendConfig
 	}{
-		{"127.0.0.1:3001", BackendConfig{"default", "127.0.0.1:3001", 1}},
-		{"localhost:80", BackendConfig{"default", "localhost:80", 1}},
-		{"node-a.internal:8080,weight=3", BackendConfig{"default", "node-a.internal:8080", 3}},
-		{"api=10.0.0.2:9000", BackendConfig{"api", "10.0.0.2:9000", 1}},
-		{"api=10.0.0.2:9000,weight=256", BackendConfig{"api", "10.0.0.2:9000", 256}},
-		{"ws_pool.v2=[::1]:3001", BackendConfig{"ws_pool.v2", "[::1]:3001", 1}},
-		{"[2001:db8::1]:443,weight=1", BackendConfig{"default", "[2001:db8::1]:443", 1}},
-		{"[fe80::1%eth0]:80", BackendConfig{"default", "[fe80::1%eth0]:80", 1}},
-		{"my_host:65535", BackendConfig{"default", "my_host:65535", 1}},
+		{"127.0.0.1:3001", BackendConfig{"default", "127.0.0.1:3001", 1, 0}},
+		{"localhost:80", BackendConfig{"default", "localhost:80", 1, 0}},
+		{"node-a.internal:8080,weight=3", BackendConfig{"default", "node-a.internal:8080", 3, 0}},
+		{"api=10.0.0.2:9000", BackendConfig{"api", "10.0.0.2:9000", 1, 0}},
+		{"api=10.0.0.2:9000,weight=256", BackendConfig{"api", "10.0.0.2:9000", 256, 0}},
+		{"ws_pool.v2=[::1]:3001", BackendConfig{"ws_pool.v2", "[::1]:3001", 1, 0}},
+		{"[2001:db8::1]:443,weight=1", BackendConfig{"default", "[2001:db8::1]:443", 1, 0}},
+		{"[fe80::1%eth0]:80", BackendConfig{"default", "[fe80::1%eth0]:80", 1, 0}},
+		{"my_host:65535", BackendConfig{"default", "my_host:65535", 1, 0}},
+		{"a:1,max-conns=100", BackendConfig{"default", "a:1", 1, 100}},
+		{"p=a:1,max-conns=1,weight=4", BackendConfig{"p", "a:1", 4, 1}},
+		{"a:1,weight=2,max-conns=1000000", BackendConfig{"default", "a:1", 2, 1000000}},
 	}
 	for _, tc := range good {
 		got, err := ParseBackend(tc.in)
@@ -59,6 +62,14 @@ func TestParseBackend(t *testing.T) {
 		{"localhost:80,weight=", "weight must be 1..256"},
 		{"localhost:80,weight=2,weight=3", "weight given twice"},
 		{"localhost:80,", "empty option"},
+		{"localhost:80,max-conns=0", "max-conns must be 1..1000000"},
+		{"localhost:80,max-conns=1000001", "max-conns must be 1..1000000"},
+		{"localhost:80,max-conns=-3", "max-conns must be 1..1000000"},
+		{"localhost:80,max-conns=", "max-conns must be 1..1000000"},
+		{"localhost:80,max-conns=1e3", "max-conns must be 1..1000000"},
+		{"localhost:80,max-conns=5,max-conns=6", "max-conns given twice"},
+		{"localhost:80,max-conns=5,weight=2,max-conns=5", "max-conns given twice"},
+		{"localhost:80,maxconns=5", `unknown option "maxconns"`},
 		{"localhost:80,backup", `unknown option "backup"`},
 	}
 	for _, tc := range bad {

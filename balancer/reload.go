@@ -19,8 +19,8 @@ type Resolver interface {
 
 // Update replaces the configured backend set (a reload of --backends-file,
 // with the command line's backends): backends whose pool and address stay
-// keep their *Backend, counts and health (a changed weight applies at
-// once); new ones join (in slow start, when on); removed ones drain: they
+// keep their *Backend, counts and health (a changed weight or max-conns
+// applies at once; a raised max-conns serves the pool's queue); new ones join (in slow start, when on); removed ones drain: they
 // take no new requests, and their tunnels keep running. A new pool may
 // appear; no pool disappears (one left without backends answers 503). The
 // set is checked as a whole first: on error nothing changes.
@@ -37,16 +37,20 @@ func (bl *Balancer) Update(backends []BackendConfig) error {
 		bl.resolveAll(ctx, specs) // names new in this set get their first answer
 	}
 	bl.mu.Lock()
-	defer bl.mu.Unlock()
 	bl.spec = specs
 	bl.applyLocked(false)
+	bl.mu.Unlock()
+	// New backends and raised max-conns serve the queues.
+	for _, p := range bl.Pools() {
+		p.kickIfWaiting()
+	}
 	return nil
 }
 
 // wanted is one backend the configured set plus DNS answers call for.
 type wanted struct {
 	pool, addr, host string
-	weight           int
+	weight, maxConns int
 }
 
 // hostPort splits a checked HOST:PORT; host loses IPv6 brackets.
@@ -78,13 +82,13 @@ func (bl *Balancer) wantedLocked() []wanted {
 	}
 	for _, bc := range bl.spec {
 		if bl.cfg.Resolver == nil || !isName(bc.Addr) {
-			add(wanted{bc.Pool, bc.Addr, bc.Addr, bc.Weight})
+			add(wanted{bc.Pool, bc.Addr, bc.Addr, bc.Weight, bc.MaxConns})
 			continue
 		}
 		h, port := hostPort(bc.Addr)
 		for _, a := range bl.resolved[strings.ToLower(h)] {
 			pn, _ := strconv.Atoi(port)
-			add(wanted{bc.Pool, netip.AddrPortFrom(a.Unmap(), uint16(pn)).String(), bc.Addr, bc.Weight})
+			add(wanted{bc.Pool, netip.AddrPortFrom(a.Unmap(), uint16(pn)).String(), bc.Addr, bc.Weight, bc.MaxConns})
 		}
 	}
 	return out
@@ -99,6 +103,12 @@ func (bl *Balancer) applyLocked(initial bool) {
 	lists := make(map[string][]*Backend)
 	var newPools []*Pool
 	keep := make(map[*Backend]bool)
+	// Pools that will hold a capped backend check caps before any is set.
+	for _, w := range want {
+		if p := ps.byName[w.pool]; p != nil && w.maxConns != 0 {
+			p.capped.Store(true)
+		}
+	}
 	for _, w := range want {
 		p := ps.byName[w.pool]
 		if p == nil {
@@ -117,8 +127,9 @@ func (bl *Balancer) applyLocked(initial bool) {
 		b := bl.byKey[k]
 		switch {
 		case b == nil:
-			b = &Backend{addr: w.addr, pool: w.pool, host: w.host, bl: bl, h: &health{}}
-			b.weight.Store(int64(w.weight))
+			b = &Backend{addr: w.addr, p: p, host: w.host, bl: bl, h: &health{}, gate: &p.gate}
+			b.weight.Store(int32(w.weight))
+			b.maxConns.Store(int32(w.maxConns))
 			bl.byKey[k] = b
 			if !initial {
 				bl.cfg.Logf("backend %s: added (weight %d)", b, w.weight)
@@ -138,8 +149,11 @@ func (bl *Balancer) applyLocked(initial bool) {
 			}
 			bl.cfg.Logf("backend %s: back in the set while draining; kept with %d active", b, b.Active())
 		}
-		if old := b.weight.Swap(int64(w.weight)); old != int64(w.weight) {
+		if old := b.weight.Swap(int32(w.weight)); old != int32(w.weight) {
 			bl.cfg.Logf("backend %s: weight %d → %d", b, old, w.weight)
+		}
+		if old := b.maxConns.Swap(int32(w.maxConns)); old != int32(w.maxConns) {
+			bl.cfg.Logf("backend %s: max-conns %s → %s", b, maxConnsString(old), maxConnsString(int32(w.maxConns)))
 		}
 		keep[b] = true
 		lists[w.pool] = append(lists[w.pool], b)
@@ -163,6 +177,13 @@ func (bl *Balancer) applyLocked(initial bool) {
 			}
 		}
 		p.live.Store(&l)
+		capped := false
+		for _, b := range l {
+			if b.maxConns.Load() != 0 {
+				capped = true
+			}
+		}
+		p.capped.Store(capped)
 	}
 	if len(newPools) > 0 {
 		nps := &poolSet{pools: append(append([]*Pool(nil), ps.pools...), newPools...), byName: make(map[string]*Pool)}
@@ -195,7 +216,7 @@ func (bl *Balancer) sweepDrainedLocked() {
 			continue
 		}
 		delete(bl.draining, b)
-		delete(bl.byKey, backendKey(b.pool, b.addr))
+		delete(bl.byKey, backendKey(b.p.name, b.addr))
 	}
 }
 
@@ -273,6 +294,9 @@ func (bl *Balancer) refreshDNS() {
 	}
 	bl.applyLocked(false)
 	bl.timers[0] = bl.clock.AfterFunc(bl.cfg.DNSInterval, bl.refreshDNS)
+	for _, p := range bl.Pools() {
+		p.kickIfWaiting()
+	}
 }
 
 // sweepTick runs the drain sweep once a second.

@@ -10,6 +10,8 @@ type BackendStatus struct {
 	// found by resolving a name).
 	Host   string `json:"host,omitempty"`
 	Weight int    `json:"weight"`
+	// MaxConns caps Active; 0 (omitted) means unlimited.
+	MaxConns int `json:"max_conns,omitempty"`
 	// EffectiveWeight is Weight as picks see it now: lower during slow start.
 	EffectiveWeight float64 `json:"effective_weight"`
 	// State is the first that applies of "draining" (removed by a reload or
@@ -39,6 +41,7 @@ type PoolStatus struct {
 	Policy   string          `json:"policy"`
 	Healthy  int             `json:"healthy"` // live backends that take requests now
 	Active   int64           `json:"active"`
+	Queue    int             `json:"queue"`    // PickWait calls waiting for a slot
 	Backends []BackendStatus `json:"backends"` // live ones, then draining ones
 }
 
@@ -52,12 +55,12 @@ func (bl *Balancer) Status() []PoolStatus {
 	bl.mu.Unlock()
 	var out []PoolStatus
 	for _, p := range bl.Pools() {
-		ps := PoolStatus{Name: p.name, Policy: p.policy.String(), Healthy: p.Healthy(), Active: p.Active()}
+		ps := PoolStatus{Name: p.name, Policy: p.policy.String(), Healthy: p.Healthy(), Active: p.Active(), Queue: p.QueueLen()}
 		for _, b := range p.Backends() {
 			ps.Backends = append(ps.Backends, b.status(nil))
 		}
 		for b, since := range draining {
-			if b.pool == p.name {
+			if b.p == p {
 				ps.Backends = append(ps.Backends, b.status(&since))
 			}
 		}
@@ -70,7 +73,7 @@ func (b *Backend) status(drainingSince *time.Time) BackendStatus {
 	var now int64
 	usable := b.usable(&now)
 	st := BackendStatus{
-		Pool: b.pool, Addr: b.addr, Weight: b.Weight(),
+		Pool: b.p.name, Addr: b.addr, Weight: b.Weight(), MaxConns: b.MaxConns(),
 		Active: b.Active(), Tunnels: b.Tunnels(), Picks: b.Picks(),
 	}
 	if b.host != b.addr {

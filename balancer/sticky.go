@@ -317,19 +317,18 @@ func CutToken(v []byte) (sid, tok []byte, ok bool) {
 
 func isB64URL(c byte) bool { return isAlnum(c) || c == '-' || c == '_' }
 
-// Pin counts one against b, as Pick would have, when b is usable and not
-// skipped, and reports whether it did. The caller Releases b as after Pick.
+// Pin counts one against b, as Pick would have, when b is usable, not
+// skipped and not at its max-conns, and reports whether it did. The caller Releases b as after Pick.
 func (s *Sticky) Pin(b *Backend, skip func(*Backend) bool) bool {
 	var now int64
 	if b == nil || (skip != nil && skip(b)) || !b.usable(&now) {
 		return false
 	}
-	b.acquire()
-	return true
+	return b.tryAcquire()
 }
 
 // PickHash picks from p by rendezvous hashing of key (a client address) over
-// the usable backends not skipped, counts one against the winner (Release
+// the usable backends not skipped and not full, counts one against the winner (Release
 // it as after Pick) and returns it; nil when none is left. Weights scale
 // each backend's share. It does not allocate.
 func (s *Sticky) PickHash(p *Pool, key []byte, skip func(*Backend) bool) *Backend {
@@ -341,7 +340,7 @@ func (s *Sticky) PickHash(p *Pool, key []byte, skip func(*Backend) bool) *Backen
 		now       int64
 	)
 	for i, b := range t.list {
-		if (skip != nil && skip(b)) || !b.usable(&now) {
+		if (skip != nil && skip(b)) || !b.usable(&now) || b.full() {
 			continue
 		}
 		h := mix64(kh ^ t.seeds[i])
@@ -352,8 +351,10 @@ func (s *Sticky) PickHash(p *Pool, key []byte, skip func(*Backend) bool) *Backen
 			best, bestScore = b, score
 		}
 	}
-	if best != nil {
-		best.acquire()
+	if best != nil && !best.tryAcquire() {
+		// A concurrent pick took best's last slot: hash again without it.
+		lost := best
+		return s.PickHash(p, key, func(b *Backend) bool { return b == lost || skip != nil && skip(b) })
 	}
 	return best
 }
