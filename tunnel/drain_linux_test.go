@@ -9,9 +9,11 @@ import (
 )
 
 // TestCloseSomeClosesExactlyN: CloseSome(3) of 10 closes three tunnels
-// (Shutdown, seen as EOF by their clients) and leaves seven working.
+// (Shutdown, seen by their clients as a close frame 1012, then EOF, and by
+// their backends as a masked 1001) and leaves seven working. The peers do
+// not answer: CloseSome returns after CloseFinWait.
 func TestCloseSomeClosesExactlyN(t *testing.T) {
-	e := newEngine(t, Config{Loops: 2})
+	e := newEngine(t, Config{Loops: 2, Tick: 20 * time.Millisecond, CloseFinWait: 50 * time.Millisecond})
 	r := newRig(t)
 	pairs := make([]*pair, 10)
 	for i := range pairs {
@@ -31,15 +33,16 @@ func TestCloseSomeClosesExactlyN(t *testing.T) {
 			if st.Reason != Shutdown {
 				t.Fatalf("reason %v, want shutdown", st.Reason)
 			}
-			closed++
-			p.client.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if _, err := p.client.Read(make([]byte, 1)); err != io.EOF {
-				t.Fatalf("client of a closed tunnel reads %v, want EOF", err)
+			if st.CloseCode != CodeServiceRestart {
+				t.Fatalf("close code %d, want 1012", st.CloseCode)
 			}
+			closed++
+			expectClose(t, "client", readFramesToEOF(t, p.client), CodeServiceRestart, false)
+			expectClose(t, "backend", readFramesToEOF(t, p.backend), CodeGoingAway, true)
 		default:
-			p.client.Write([]byte("hi"))
+			p.client.Write(wsFrame(true, 1, []byte("hi"), true))
 			p.backend.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if _, err := io.ReadFull(p.backend, make([]byte, 2)); err != nil {
+			if _, err := io.ReadFull(p.backend, make([]byte, 8)); err != nil {
 				t.Fatalf("a tunnel CloseSome left open does not relay: %v", err)
 			}
 		}
@@ -59,7 +62,9 @@ func TestCloseSomeClosesExactlyN(t *testing.T) {
 // in many small batches across the window, not at once, and all of them
 // by the end.
 func TestCloseSpreadPacesCloses(t *testing.T) {
-	e := newEngine(t, Config{Loops: 2})
+	// Peers that do not answer the close frames: each close takes
+	// CloseFinWait after it starts.
+	e := newEngine(t, Config{Loops: 2, Tick: 10 * time.Millisecond, CloseFinWait: 20 * time.Millisecond})
 	r := newRig(t)
 	const n = 40
 	pairs := make([]*pair, n)

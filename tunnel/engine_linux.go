@@ -19,12 +19,15 @@ type Engine struct {
 	epoch        time.Time      // cfg.Now() at New; ticks count from here
 	timeoutTicks int64          // ceil(IdleTimeout/Tick); -1 when disabled
 	finTicks     int64          // ceil(FinTimeout/Tick); -1 when disabled
+	boundTicks   int64          // ceil(CloseBoundaryWait/Tick); -1: no wait
+	lingerTicks  int64          // ceil(CloseFinWait/Tick); -1: no wait
 	bufs         *bufPool       // ReadSize buffers, shared by the loops
 	tlsBufs      *bufPool       // TLS tunnels' buffers (tlsBufSize: a whole record, or the records sealed from one read)
 	m            *engineMetrics // metrics.go; immutable
 	loops        []*loop        // immutable after New
 
 	n         atomic.Int64  // open tunnels, counting those queued to a loop
+	closing   atomic.Int64  // open tunnels whose close the engine has started (startClose)
 	rr        atomic.Uint32 // tie-break for the least-loaded pick
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -39,6 +42,13 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.FinTimeout > 0 {
 		e.finTicks = int64((cfg.FinTimeout + cfg.Tick - 1) / cfg.Tick)
+	}
+	e.boundTicks, e.lingerTicks = -1, -1
+	if cfg.CloseBoundaryWait > 0 {
+		e.boundTicks = int64((cfg.CloseBoundaryWait + cfg.Tick - 1) / cfg.Tick)
+	}
+	if cfg.CloseFinWait > 0 {
+		e.lingerTicks = int64((cfg.CloseFinWait + cfg.Tick - 1) / cfg.Tick)
 	}
 	for i := 0; i < cfg.Loops; i++ {
 		l, err := newLoop(e)
@@ -74,6 +84,7 @@ func (e *Engine) AddTagged(tag uint64, clientFd, backendFd int, toBackend, toCli
 		return err
 	}
 	c := command{kind: cmdAdd, fd: [2]int32{int32(clientFd), int32(backendFd)}, done: done, tag: tag}
+	c.trackInit(toBackend, toClient)
 	if len(toBackend) > 0 {
 		c.init[SideClient], c.initN[SideClient] = e.bufs.copyIn(toBackend), int32(len(toBackend))
 	}
@@ -81,6 +92,18 @@ func (e *Engine) AddTagged(tag uint64, clientFd, backendFd int, toBackend, toCli
 		c.init[SideBackend], c.initN[SideBackend] = e.bufs.copyIn(toClient), int32(len(toClient))
 	}
 	return e.enqueueAdd(c)
+}
+
+// trackInit feeds the initial bytes to the frame trackers: toBackend are
+// the client's first frames; toClient may start with the 101's head, which
+// is not part of the frame stream.
+func (c *command) trackInit(toBackend, toClient []byte) {
+	c.fr[SideClient].feed(toBackend, false)
+	if rest, ok := skipHTTPHead(toClient); ok {
+		c.fr[SideBackend].feed(rest, false)
+	} else {
+		c.fr[SideBackend].st |= wsBad
+	}
 }
 
 // checkFds checks the fds given to Add and sets O_NONBLOCK; on error both
@@ -167,8 +190,12 @@ func (e *Engine) pick() *loop {
 // Len returns the number of open tunnels (added and not yet closed).
 func (e *Engine) Len() int { return int(e.n.Load()) }
 
-// CloseAll closes every open tunnel with reason Shutdown and returns after
-// their done callbacks have run. The engine stays usable.
+// CloseAll closes every open tunnel with reason Shutdown (tunnels already
+// closing keep their reason) and returns after their done callbacks have
+// run. It does not wait for anything: close frames (1012 to the client)
+// go out only where both directions are at a frame boundary with nothing
+// held and each frame fits in one non-blocking write. The engine stays
+// usable.
 func (e *Engine) CloseAll() {
 	e.run(func(l *loop) { l.closeAll(Shutdown) })
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -19,7 +20,7 @@ import (
 func TestReasonString(t *testing.T) {
 	for r, want := range map[Reason]string{
 		ClientClosed: "client_closed", BackendClosed: "backend_closed", IdleTimeout: "idle_timeout",
-		Error: "error", Shutdown: "shutdown", 0: "unknown", 99: "unknown",
+		Error: "error", Shutdown: "shutdown", Rebalance: "rebalance", 0: "unknown", 99: "unknown",
 	} {
 		if got := r.String(); got != want {
 			t.Errorf("Reason(%d).String() = %q, want %q", r, got, want)
@@ -256,8 +257,12 @@ func TestIdleTimeoutFakeClock(t *testing.T) {
 	clk.Advance(5 * time.Second) // 10s: idle for exactly the timeout, not over
 	e.tick()
 	idle.notClosed(t)
-	clk.Advance(time.Second) // 11s: idle closes; busy is re-inserted
+	clk.Advance(time.Second) // 11s: idle closes (close frames, then the peers' FIN); busy is re-inserted
 	e.tick()
+	expectClose(t, "idle client", []rawFrame{mustFrame(t, idle.client)}, CodeGoingAway, false)
+	expectClose(t, "idle backend", []rawFrame{mustFrame(t, idle.backend)}, CodeGoingAway, true)
+	idle.client.CloseWrite()
+	idle.backend.CloseWrite()
 	st := idle.wait(t, time.Second)
 	if st.Reason != IdleTimeout || st.Duration != 11*time.Second {
 		t.Fatalf("idle: %+v, want idle_timeout after 11s", st)
@@ -266,7 +271,7 @@ func TestIdleTimeoutFakeClock(t *testing.T) {
 	clk.Advance(4 * time.Second) // 15s
 	e.tick()
 	busy.notClosed(t)
-	clk.Advance(time.Second) // 16s
+	clk.Advance(time.Second) // 16s: "x" is not WebSocket framing: a plain close at once
 	e.tick()
 	if st := busy.wait(t, time.Second); st.Reason != IdleTimeout {
 		t.Fatalf("busy: %+v, want idle_timeout", st)
@@ -278,14 +283,14 @@ func TestIdleTimeoutFakeClock(t *testing.T) {
 
 // Idle timeout on the real clock (300ms, 100ms tick); traffic postpones it.
 func TestIdleTimeoutRealClock(t *testing.T) {
-	e := newEngine(t, Config{IdleTimeout: 300 * time.Millisecond, Tick: 100 * time.Millisecond})
+	e := newEngine(t, Config{IdleTimeout: 300 * time.Millisecond, Tick: 100 * time.Millisecond, CloseFinWait: 100 * time.Millisecond})
 	r := newRig(t)
 	start := time.Now()
 	idle := r.newPair(t, e, nil, nil)
 	busy := r.newPair(t, e, nil, nil)
 	go io.Copy(io.Discard, busy.backend)
 	for i := 0; i < 8; i++ { // 800ms of traffic every 100ms
-		busy.client.Write([]byte("ping"))
+		busy.client.Write(wsFrame(true, 1, []byte("ping"), true))
 		time.Sleep(100 * time.Millisecond)
 	}
 	st := idle.wait(t, 10*time.Second)
@@ -301,11 +306,21 @@ func TestIdleTimeoutRealClock(t *testing.T) {
 	if el := time.Since(start); st.Reason != IdleTimeout || el < 1000*time.Millisecond {
 		t.Fatalf("busy: %+v after %v", st, el)
 	}
-	// The client sees the close.
-	busy.client.SetReadDeadline(time.Now().Add(time.Second))
-	if _, err := busy.client.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("client read after timeout: %v", err)
+	// The client sees the close: a close frame 1001, then EOF.
+	if st.CloseCode != CodeGoingAway {
+		t.Fatalf("busy: close code %d", st.CloseCode)
 	}
+	expectClose(t, "client", readFramesToEOF(t, busy.client), CodeGoingAway, false)
+}
+
+func mustFrame(tb testing.TB, c net.Conn) rawFrame {
+	tb.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := readFrame(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
 }
 
 // Many tunnels at once, each echoing; all close; no fd leaks.

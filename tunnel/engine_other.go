@@ -2,7 +2,11 @@
 
 package tunnel
 
-import "github.com/VictoriaMetrics/metrics"
+import (
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
 
 // Engine is unavailable on this OS; New returns ErrUnsupported.
 type Engine struct{}
@@ -29,3 +33,6 @@ func (e *Engine) Close() error { return nil }
 
 // Metrics returns an empty set.
 func (e *Engine) Metrics() *metrics.Set { return metrics.NewSet() }
+
+// CloseTaggedBefore does nothing where the engine is unavailable.
+func (e *Engine) CloseTaggedBefore(tag uint64, before time.Time, n int, r Reason) int { return 0 }

@@ -43,6 +43,7 @@ type command struct {
 	tag       uint64        // cmdAdd
 	tls       *tlsConn      // cmdAdd: the client side's TLS state (AddTLS); nil for plain
 	initPlain int32         // cmdAdd with tls: plaintext bytes sealed into init[SideBackend]
+	fr        [2]frames     // cmdAdd: the frame trackers after the initial bytes, by source side
 	fn        func(*loop)   // cmdRun
 	ack       chan struct{} // cmdRun
 }
@@ -71,6 +72,10 @@ type loop struct {
 	// those of quiet tunnels go once a tick).
 	tlsWarm  []slotRef
 	tlsSwept int64 // tick of the last sweep
+
+	// Callers of CloseSome and CloseTagged waiting for closes they
+	// started, by slot (close_linux.go); nil when none.
+	waiting map[int32][]*closeBatch
 
 	// Batched metrics, flushed to the package counters after each batch.
 	bytes       [2]int64 // by source side
@@ -351,8 +356,9 @@ func (l *loop) add(c *command) {
 	}
 	t.lastActive = l.nowTick
 	for s := range t.dir {
+		d := &t.dir[s]
+		d.frames = c.fr[s]
 		if c.init[s] != nil {
-			d := &t.dir[s]
 			d.buf, d.off, d.end = c.init[s], 0, c.initN[s]
 		}
 	}
@@ -390,6 +396,10 @@ func (l *loop) expireSlot(idx int32) {
 	if !t.open {
 		return
 	}
+	if t.closing != 0 {
+		l.closingTimeout(t, idx)
+		return
+	}
 	timeout, reason := l.e.timeoutTicks, IdleTimeout
 	if fin := l.e.finTicks; t.first >= 0 && fin >= 0 && (timeout < 0 || fin < timeout) {
 		// The side that finished first ended the tunnel; the other one
@@ -401,22 +411,33 @@ func (l *loop) expireSlot(idx int32) {
 	}
 	deadline := t.lastActive + timeout + 1
 	if deadline <= l.nowTick {
-		l.close(t, idx, reason, nil)
+		if reason == IdleTimeout {
+			l.startClose(t, idx, reason) // close frames (1001), then FIN
+		} else {
+			l.close(t, idx, reason, nil)
+		}
 		return
 	}
 	l.wheel.Schedule(idx, deadline)
 }
 
-// closeAll closes every open tunnel on the loop with reason r.
-func (l *loop) closeAll(r Reason) {
+// closeAll closes every open tunnel on the loop at once with reason r
+// (closeNow: close frames only where they can go out at once). It returns
+// how many of them were not closing already.
+func (l *loop) closeAll(r Reason) int {
+	n := 0
 	for ci := range l.chunks {
 		for j := range l.chunks[ci] {
 			t := &l.chunks[ci][j]
 			if t.open {
-				l.close(t, int32(ci<<chunkBits|j), r, nil)
+				if t.closing == 0 {
+					n++
+				}
+				l.closeNow(t, int32(ci<<chunkBits|j), r)
 			}
 		}
 	}
+	return n
 }
 
 // shutdown runs when the loop stops: every tunnel closes with Shutdown,

@@ -22,6 +22,9 @@ const (
 	dirSplicing uint8 = 1 << iota // reading through dir.p with splice(2)
 	dirEOF                        // the source returned 0
 	dirShut                       // FIN passed on: shutdown(SHUT_WR) on the destination
+	dirStop                       // the engine is closing the tunnel: this direction stops at its next frame boundary
+	dirEnd                        // at that boundary: our close frame (if any) is queued, nothing more is read
+	dirFrame                      // our close frame was queued toward the destination
 )
 
 // dir is one direction of a tunnel: bytes read from side s (t.dir[s])
@@ -34,6 +37,7 @@ type dir struct {
 	inPipe   int32 // bytes in p not yet written
 	flags    uint8
 	written  int64 // bytes written to the destination
+	frames         // frame boundaries of what was read (frames.go)
 }
 
 func (d *dir) held() int64 {
@@ -51,6 +55,7 @@ type tunnel struct {
 	open       bool
 	first      int8     // side that finished (FIN) first; -1 while none
 	sflags     [2]uint8 // by Side
+	closing    Reason   // the engine is closing the tunnel (close_linux.go) for this reason; 0: not
 	dir        [2]dir   // by source Side
 	lastActive int64    // tick of the last byte moved (the wheel compares it, activity never touches the wheel)
 	start      int64    // ns since Engine.epoch at Add
@@ -75,6 +80,10 @@ func (l *loop) handle(t *tunnel, idx int32, s int, ev uint32) {
 	}
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		t.sflags[s] |= sideWritable
+	}
+	if t.closing != 0 && t.dir[0].flags&t.dir[1].flags&dirShut != 0 {
+		l.drainInput(t, idx) // close frames sent both ways: waiting for the FINs
+		return
 	}
 	// Toward s first (s may have become writable: resume the other side's
 	// reading), then from s.
@@ -130,17 +139,34 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			}
 		}
 
-		// 2. The source finished and everything is written: pass the FIN on.
-		if d.flags&dirEOF != 0 {
+		// 2. Closing: at a frame boundary, our close frame, then FIN.
+		if d.flags&dirStop != 0 {
+			if queued, open := l.stopAtBoundary(t, idx, src); queued || !open {
+				if !open {
+					return false
+				}
+				continue // step 1 writes the close frame
+			}
+		}
+
+		// 3. The source finished (or the direction ended at its boundary)
+		// and everything is written: pass the FIN on.
+		if d.flags&(dirEOF|dirEnd) != 0 {
 			return l.passFin(t, idx, src)
 		}
 
-		// 3. Read more, only while the destination can take it.
+		// 4. Read more, only while the destination can take it.
 		if t.sflags[src]&sideReadable == 0 || t.sflags[dst]&sideWritable == 0 {
 			return true
 		}
-		if d.flags&dirSplicing != 0 {
-			n, err := rawsys.Splice(int(t.fd[src]), int(d.p.w), l.e.cfg.MaxPending, spliceFlags)
+		if d.flags&dirSplicing != 0 && (d.inPayload() || d.bad()) {
+			// Splice the current frame's payload at most: its end is where
+			// the next header is read (below, through a buffer).
+			max := l.e.cfg.MaxPending
+			if !d.bad() && d.rem < int64(max) {
+				max = int(d.rem)
+			}
+			n, err := rawsys.Splice(int(t.fd[src]), int(d.p.w), max, spliceFlags)
 			if err != nil {
 				if err == unix.EAGAIN { // the flow went quiet: back to buffers, pipe back to the pool
 					t.sflags[src] &^= sideReadable
@@ -152,6 +178,9 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			if n == 0 {
 				l.eof(t, idx, src)
 				continue
+			}
+			if !d.bad() {
+				d.rem -= int64(n)
 			}
 			d.inPipe = int32(n)
 			t.lastActive = l.nowTick
@@ -169,6 +198,7 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			l.scratch = b
 			if err == unix.EAGAIN {
 				t.sflags[src] &^= sideReadable
+				l.stopSplice(d) // a splicing direction that read a header here: the pipe is empty
 				return true
 			}
 			return l.fail(t, idx, src, "read", err)
@@ -183,11 +213,19 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 			// A short read drained the socket; new data (or a FIN, which
 			// sets RDHUP) brings a new edge. Saves a read per message.
 			t.sflags[src] &^= sideReadable
+			l.stopSplice(d)
 		}
 		// Lend the buffer to the direction; step 1 writes it at once and
 		// gives it back to l.scratch when all of it went out.
 		l.scratch = nil
-		d.buf, d.off, d.end = b, 0, int32(n)
+		m := n
+		if d.flags&dirStop == 0 {
+			d.feed((*b)[:n], false)
+		} else if m = d.feed((*b)[:n], true); d.bad() {
+			l.scratch = b
+			return l.fallback(t, idx)
+		}
+		d.buf, d.off, d.end = b, 0, int32(m) // with dirStop: up to the boundary, the rest is dropped
 		if int64(n) > l.maxHeld {
 			l.maxHeld = int64(n)
 		}
@@ -205,6 +243,14 @@ func (l *loop) passFin(t *tunnel, idx int32, src int) bool {
 	d, dst := &t.dir[src], 1-src
 	d.flags |= dirShut
 	l.stopSplice(d)
+	if t.closing != 0 {
+		// Closing: every socket gets its FIN, then both peers' are awaited.
+		rawsys.ShutdownWrite(int(t.fd[dst]))
+		if t.dir[dst].flags&dirShut != 0 {
+			return l.linger(t, idx)
+		}
+		return true
+	}
 	if t.dir[dst].flags&dirShut != 0 {
 		// Both ways are finished: close sends dst its FIN (nothing is left
 		// unread on it), so no shutdown first.
@@ -284,7 +330,7 @@ func (l *loop) stopSplice(d *dir) {
 func (l *loop) eof(t *tunnel, idx int32, src int) {
 	t.dir[src].flags |= dirEOF
 	t.sflags[src] &^= sideReadable
-	if t.first < 0 {
+	if t.first < 0 && t.closing == 0 {
 		t.first = int8(src)
 		// Half-closed from now on: the other side gets FinTimeout of
 		// silence to finish too, when that is sooner than the idle timeout.
@@ -312,6 +358,10 @@ func closedBy(first int8) Reason {
 // client that closed both ways resets the backend's next write).
 // It returns false (the tunnel is closed) for pump's convenience.
 func (l *loop) fail(t *tunnel, idx int32, s int, op string, err error) bool {
+	if t.closing != 0 { // the engine was ending it anyway: its reason stands
+		l.close(t, idx, t.closing, nil)
+		return false
+	}
 	if t.first >= 0 {
 		l.close(t, idx, closedBy(t.first), nil)
 		return false
@@ -328,8 +378,12 @@ func (l *loop) fail(t *tunnel, idx int32, s int, op string, err error) bool {
 // dropped.
 func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
 	pool := l.e.bufs
+	var code uint16
+	if bd := &t.dir[SideBackend]; bd.flags&dirFrame != 0 && bd.buf == nil {
+		code = closeCode(r) // the client's close frame went out whole
+	}
 	if t.tls != nil {
-		if r == IdleTimeout || r == Shutdown {
+		if r == IdleTimeout || r == Shutdown || r == Rebalance {
 			l.tlsGoodbye(t, tlsrec.AlertCloseNotify)
 		}
 		t.tls.release(l.e.tlsBufs)
@@ -350,6 +404,13 @@ func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
 		ClientToBackend: t.dir[SideClient].written,
 		BackendToClient: t.dir[SideBackend].written,
 		Duration:        l.e.cfg.Now().Sub(l.e.epoch) - time.Duration(t.start),
+		CloseCode:       code,
+	}
+	if t.closing != 0 {
+		l.e.closing.Add(-1)
+	}
+	if l.waiting != nil {
+		l.closeWaited(idx)
 	}
 	done := t.done
 	*t = tunnel{fd: [2]int32{-1, -1}, gen: t.gen + 1}

@@ -7,7 +7,7 @@ import (
 
 // CloseTagged closes exactly the tunnels added with that tag.
 func TestCloseTagged(t *testing.T) {
-	e := newEngine(t, Config{})
+	e := newEngine(t, Config{Tick: 20 * time.Millisecond, CloseFinWait: 50 * time.Millisecond})
 	r := newRig(t)
 	add := func(tag uint64) *pair {
 		p, cfd, bfd := r.conns(t)

@@ -177,6 +177,11 @@ func (e *Engine) AddTLS(tag uint64, clientFd, backendFd int, toBackend, toClient
 		}
 	}
 	c := command{kind: cmdAdd, fd: [2]int32{int32(clientFd), int32(backendFd)}, done: done, tag: tag, tls: tc}
+	var opened []byte
+	if plain != nil {
+		opened = (*plain)[:plainN]
+	}
+	c.trackInit(opened, toClient)
 	if plainN > 0 {
 		c.init[SideClient], c.initN[SideClient] = plain, int32(plainN)
 	} else if plain != nil {
@@ -318,8 +323,18 @@ func (l *loop) pumpOpen(t *tunnel, idx int32) bool {
 		if tc.err != nil {
 			return l.tlsFail(t, idx, tc.err, tlsrec.AlertFor(tc.err))
 		}
-		// 2. close_notify or FIN, everything before it written: pass it on.
-		if d.flags&dirEOF != 0 {
+		// 2. Closing: at a frame boundary, our close frame, then FIN.
+		if d.flags&dirStop != 0 {
+			if queued, open := l.stopAtBoundary(t, idx, src); queued || !open {
+				if !open {
+					return false
+				}
+				continue
+			}
+		}
+		// 3. close_notify or FIN (or the direction ended at its boundary),
+		// everything before it written: pass it on.
+		if d.flags&(dirEOF|dirEnd) != 0 {
 			return l.passFin(t, idx, src)
 		}
 		// 3. Read and open more, only while the backend can take it.
@@ -366,6 +381,7 @@ func (l *loop) pumpOpen(t *tunnel, idx int32) bool {
 				l.e.tlsBufs.put(out)
 				return l.tlsFail(t, idx, err, tlsrec.AlertFor(err))
 			}
+			d.feed((*out)[:outN], false)
 			d.buf, d.off, d.end = out, 0, int32(outN)
 			continue
 		}
@@ -377,6 +393,12 @@ func (l *loop) pumpOpen(t *tunnel, idx int32) bool {
 			tc.in, tc.inN = nil, 0
 		}
 		if outN > 0 {
+			if d.flags&dirStop == 0 {
+				d.feed((*out)[:outN], false)
+			} else if outN = d.feed((*out)[:outN], true); d.bad() {
+				l.e.tlsBufs.put(out)
+				return l.fallback(t, idx)
+			}
 			d.buf, d.off, d.end = out, 0, int32(outN)
 			if int64(outN) > l.maxHeld {
 				l.maxHeld = int64(outN)
@@ -418,8 +440,19 @@ func (l *loop) pumpSeal(t *tunnel, idx int32) bool {
 			d.buf, d.off, d.end = b, 0, int32(len(tc.sealKeyUpdate((*b)[:0])))
 			continue
 		}
-		// 2. The backend finished: close_notify, then FIN.
-		if d.flags&dirEOF != 0 {
+		// 2. Closing: at a frame boundary, our close frame, then
+		// close_notify and FIN.
+		if d.flags&dirStop != 0 {
+			if queued, open := l.stopAtBoundary(t, idx, src); queued || !open {
+				if !open {
+					return false
+				}
+				continue
+			}
+		}
+		// 3. The backend finished (or the direction ended at its
+		// boundary): close_notify, then FIN.
+		if d.flags&(dirEOF|dirEnd) != 0 {
 			if tc.flags&tlsCloseSent == 0 {
 				b := l.e.tlsBufs.get()
 				d.buf, d.off, d.end = b, 0, int32(len(tc.sealAlert((*b)[:0], tlsrec.AlertCloseNotify)))
@@ -450,6 +483,11 @@ func (l *loop) pumpSeal(t *tunnel, idx int32) bool {
 		}
 		if n < len(*b) && t.sflags[src]&sideRDHUP == 0 {
 			t.sflags[src] &^= sideReadable
+		}
+		if d.flags&dirStop == 0 {
+			d.feed((*b)[:n], false)
+		} else if n = d.feed((*b)[:n], true); d.bad() { // up to the boundary; the rest is dropped
+			return l.fallback(t, idx)
 		}
 		l.wrote(t, src, n) // plaintext taken from the backend (Stats count plaintext)
 		l.warmTLS(t, idx)

@@ -75,8 +75,12 @@ const (
 	// reset (ECONNRESET on read or write, EPIPE, EPOLLERR). Stats.Err is an
 	// *OpError naming the side.
 	Error
-	// Shutdown: Engine.CloseAll or Engine.Close.
+	// Shutdown: Engine.CloseAll or Engine.Close, or a drain or removal
+	// (CloseSome, CloseSpread, CloseTagged).
 	Shutdown
+	// Rebalance: closed to move its client to another backend
+	// (CloseTaggedBefore with this reason).
+	Rebalance
 )
 
 var reasonNames = [...]string{
@@ -85,6 +89,7 @@ var reasonNames = [...]string{
 	IdleTimeout:   "idle_timeout",
 	Error:         "error",
 	Shutdown:      "shutdown",
+	Rebalance:     "rebalance",
 }
 
 // String returns the reason as used in logs and metric labels.
@@ -102,6 +107,11 @@ type Stats struct {
 	ClientToBackend int64 // bytes written to the backend, including the initial toBackend bytes
 	BackendToClient int64 // bytes written to the client, including the initial toClient bytes
 	Duration        time.Duration
+	// CloseCode is the status code of the WebSocket close frame the engine
+	// sent the client when it ended the tunnel on purpose (CodeServiceRestart,
+	// CodeGoingAway); 0 when it sent none (a plain-close fallback, or a
+	// tunnel its peers ended).
+	CloseCode uint16
 }
 
 // Side names one end of a tunnel.
@@ -149,6 +159,9 @@ const (
 	DefaultReadSize    = 16 << 10
 	DefaultMaxPending  = 64 << 10
 	DefaultTick        = time.Second
+	// DefaultCloseBoundaryWait and DefaultCloseFinWait: see Config.
+	DefaultCloseBoundaryWait = time.Second
+	DefaultCloseFinWait      = 2 * time.Second
 )
 
 // Config configures an Engine. Its zero value means defaults.
@@ -184,6 +197,23 @@ type Config struct {
 	SpliceMin int
 	// Tick is the timer wheel's resolution. Default DefaultTick (1s).
 	Tick time.Duration
+	// CloseBoundaryWait: a tunnel the engine ends on purpose (idle
+	// timeout, CloseTaggedBefore, CloseSome, CloseSpread, CloseTagged)
+	// gets WebSocket close frames, each at a frame boundary of its
+	// direction; a direction that reaches none within this wait (a frame
+	// that stalls half-way) makes the whole tunnel fall back to a plain
+	// close (wsgate_tunnel_close_fallbacks_total). Counted in ticks: the
+	// wait is at least this and at most one Tick more. Default
+	// DefaultCloseBoundaryWait (1s); < 0: no wait (fall back unless both
+	// directions are at a boundary at once).
+	CloseBoundaryWait time.Duration
+	// CloseFinWait: after both close frames, each socket is half-closed
+	// (shutdown SHUT_WR) and what the peers still send is read and
+	// dropped until both have finished (FIN), for at most this long
+	// (counted in ticks as CloseBoundaryWait), so that closing does not
+	// reset a connection whose peer has not yet read the close frame.
+	// Default DefaultCloseFinWait (2s); < 0: close at once.
+	CloseFinWait time.Duration
 	// Now is the clock (injected by tests). Default time.Now.
 	Now func() time.Time
 }
@@ -216,6 +246,12 @@ func (c Config) normalized() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.CloseBoundaryWait == 0 {
+		c.CloseBoundaryWait = DefaultCloseBoundaryWait
+	}
+	if c.CloseFinWait == 0 {
+		c.CloseFinWait = DefaultCloseFinWait
 	}
 	return c
 }
