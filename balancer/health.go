@@ -240,6 +240,7 @@ func (b *Backend) ReportFailure() {
 		b.ejectUntil.Store(now + int64(hc.FailTimeout))
 		if b.setFlag(fEjected) {
 			bl.cfg.Logf("backend %s: ejected for %v: %d upstream failures within --fail-timeout", b, hc.FailTimeout, hc.MaxFails)
+			b.p.kickIfWaiting() // waiters left with no usable backend hear now
 		}
 	}
 }
@@ -319,6 +320,7 @@ func (bl *Balancer) recordCheck(b *Backend, start time.Time, dur time.Duration, 
 	if err != nil {
 		if failRun >= hc.Fall && b.setFlag(fDown) {
 			bl.cfg.Logf("backend %s: down after %d failed health checks: %v", b, failRun, err)
+			b.p.kickIfWaiting() // waiters left with no usable backend hear now
 		}
 		return
 	}

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -545,5 +546,71 @@ func TestQueueSkipWaiter(t *testing.T) {
 	b.Release()
 	if r := <-ch; r.id != 0 || r.b != b {
 		t.Fatalf("got %+v, want waiter 0 on b", r)
+	}
+}
+
+// A backend coming back up serves the queue; every backend going down
+// answers the waiters ErrNoBackend then, not at their timeout.
+func TestQueueHealthChanges(t *testing.T) {
+	var pt *probeTable
+	cfg := Config{Health: HealthConfig{Interval: time.Second, Rise: 2, Fall: 2}}
+	cfg.Health.Probe = func(ctx context.Context, b *Backend) error { return pt.probe(ctx, b) }
+	bl, clk, _ := testBalancer(t, cfg, "a:1,max-conns=1", "b:1,max-conns=1")
+	pt = newProbeTable(clk)
+	bl.Start()
+	p := bl.Pool("")
+	a, b := bl.Backend("", "a:1"), bl.Backend("", "b:1")
+	const step, limit = 10 * time.Millisecond, time.Minute
+
+	pt.set("b:1", errors.New("refused"))
+	stepUntil(t, clk, step, limit, "b down", func() bool { return !b.Healthy() })
+	if p.Pick(nil) != a {
+		t.Fatal("a not picked")
+	}
+	ch := make(chan result, 2)
+	goWait(p, 0, nil, false, time.Hour, ch)
+	waitQueued(t, p, 1)
+	pt.set("b:1", nil)
+	stepUntil(t, clk, step, limit, "b up", func() bool { return b.Healthy() })
+	if r := <-ch; r.b != b || r.err != nil {
+		t.Fatalf("waiter after b came up: %+v", r)
+	}
+
+	goWait(p, 1, nil, false, time.Hour, ch)
+	waitQueued(t, p, 1)
+	pt.set("a:1", errors.New("refused"))
+	pt.set("b:1", errors.New("refused"))
+	stepUntil(t, clk, step, limit, "both down", func() bool { return !a.Healthy() && !b.Healthy() })
+	if r := <-ch; !errors.Is(r.err, ErrNoBackend) || r.waited > limit {
+		t.Fatalf("waiter after every backend went down: %+v", r)
+	}
+}
+
+// A reload that caps an uncapped pool (and uncaps it again) switches the
+// pool's scan: the cap holds from the reload on.
+func TestReloadCapsUncappedPool(t *testing.T) {
+	bl, _, _ := testBalancer(t, Config{}, "a:1", "b:1")
+	p := bl.Pool("")
+	for range 10 {
+		p.Pick(nil)
+	}
+	if err := bl.Update(mustBackends(t, "a:1,max-conns=6", "b:1,max-conns=6")); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for p.Pick(nil) != nil {
+		n++
+	}
+	if n != 2 {
+		t.Fatalf("%d picks after capping 10 active at 2 × 6, want 2", n)
+	}
+	if _, _, err := p.PickWait(nil, false, 0); !errors.Is(err, ErrQueueTimeout) {
+		t.Fatalf("PickWait on the capped pool: %v", err)
+	}
+	if err := bl.Update(mustBackends(t, "a:1", "b:1")); err != nil {
+		t.Fatal(err)
+	}
+	if p.Pick(nil) == nil {
+		t.Fatal("no pick after the caps were removed")
 	}
 }
