@@ -121,7 +121,8 @@ func (p *Pool) QueueStats() QueueStats {
 //     handshake token): the call waits in the pool's FIFO queue. Capacity
 //     freed by a Release or TunnelEnded of any backend of the pool (a
 //     draining one too), a reload (a new backend, a raised max-conns), a
-//     backend coming back up, or a handshake token refilling goes to the
+//     backend coming back up (after active checks, or at the end of a
+//     passive ejection), or a handshake token refilling goes to the
 //     queue in order, so a newcomer never overtakes a waiting call; a waiter
 //     that cannot use the freed capacity (its skip excludes the backend, or
 //     it is an upgrade and the backend has no token) lets the next one take
@@ -237,7 +238,9 @@ func (p *Pool) kickIfWaiting() {
 	}
 }
 
-// dispatchLocked serves the queue in order while capacity lasts. A waiter
+// dispatchLocked serves the queue in order while capacity lasts, and, when
+// calls are left waiting, arranges to run again when a handshake token
+// refills or a passive ejection ends. A waiter
 // with neither skip nor upgrade can use any free slot: when it finds none,
 // nothing later can be served either, and dispatch stops. An upgrade
 // without skip that finds none means no later upgrade can be served; plain
@@ -291,7 +294,18 @@ func (p *Pool) dispatchLocked() {
 		w = nw
 	}
 	p.setWaitingLocked()
-	if next != 0 && q.n > 0 {
+	if q.n == 0 {
+		return
+	}
+	// A passive ejection ends by time, with no event: wake the queue then.
+	for _, b := range p.Backends() {
+		if b.flags.Load()&fEjected != 0 {
+			if t := b.ejectUntil.Load(); next == 0 || t < next {
+				next = t
+			}
+		}
+	}
+	if next != 0 {
 		p.wakeAtLocked(next)
 	}
 }

@@ -614,3 +614,29 @@ func TestReloadCapsUncappedPool(t *testing.T) {
 		t.Fatal("no pick after the caps were removed")
 	}
 }
+
+// The end of a passive ejection (a time, not an event) wakes the queue.
+func TestQueueEjectionEnds(t *testing.T) {
+	bl, clk, _ := testBalancer(t, Config{Health: HealthConfig{FailTimeout: 10 * time.Second}}, "a:1,max-conns=1", "b:1")
+	p := bl.Pool("")
+	a, b := bl.Backend("", "a:1"), bl.Backend("", "b:1")
+	for range 3 {
+		b.ReportFailure()
+	}
+	if p.Pick(nil) != a {
+		t.Fatal("a not picked")
+	}
+	ch := make(chan result, 1)
+	goWait(p, 0, nil, false, time.Hour, ch)
+	waitQueued(t, p, 1)
+	clk.Advance(10*time.Second - time.Millisecond)
+	select {
+	case r := <-ch:
+		t.Fatalf("served while b is ejected: %+v", r)
+	default:
+	}
+	clk.Advance(time.Millisecond)
+	if r := <-ch; r.b != b || r.waited != 10*time.Second {
+		t.Fatalf("after the ejection ended: %+v", r)
+	}
+}
