@@ -230,7 +230,10 @@ const deadlineSlack = time.Second
 // backend, and closed otherwise.
 func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, close bool) (uc *upConn, act action) {
 	for {
-		b := s.pick(pool, ex) // sticky.go: the node the request names, else pool.Pick
+		b, err := s.pick(pool, ex) // sticky.go: the node the request names, else the pool's pick (queued at max-conns)
+		if err != nil {
+			return nil, s.queueRefused(cc, pool, err, close)
+		}
 		if b == nil {
 			if len(ex.tried) == 0 {
 				return nil, s.fail(cc, 503, close)

@@ -57,6 +57,10 @@ type Config struct {
 	KeepAliveTimeout time.Duration
 	// ConnectTimeout bounds dialing a backend; a failed dial tries the next one.
 	ConnectTimeout time.Duration
+	// QueueTimeout bounds the wait for a backend slot when every backend of
+	// the pool is at its max-conns (queue.go): then 503 with Retry-After.
+	// Default DefaultQueueTimeout; < 0 means no wait.
+	QueueTimeout time.Duration
 	// ResponseTimeout bounds the wait for a backend's response head (504), and
 	// each later wait for progress on either side of an exchange.
 	ResponseTimeout time.Duration
@@ -104,6 +108,11 @@ func (c *Config) normalize() error {
 	def(&c.ConnectTimeout, DefaultConnectTimeout)
 	def(&c.ResponseTimeout, DefaultResponseTimeout)
 	def(&c.UpstreamIdleTimeout, DefaultUpstreamIdle)
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = DefaultQueueTimeout
+	} else if c.QueueTimeout < 0 {
+		c.QueueTimeout = 0 // PickWait: no wait
+	}
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
@@ -136,6 +145,9 @@ type Server struct {
 
 	drainPhase atomic.Int32 // DrainPhase (drain.go)
 
+	leaving       leavingCounts // rebalance.go: rebalancing closes in progress
+	stopRebalance chan struct{} // closed by Shutdown; made by New
+
 	edge *edgeState // edge.go; immutable after New
 
 	m *serverMetrics // metrics.go; immutable after New
@@ -152,7 +164,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	useRunner() // runner.go: handlers on parked workers, not fresh goroutines
-	s := &Server{cfg: cfg, m: newServerMetrics()}
+	s := &Server{cfg: cfg, m: newServerMetrics(), stopRebalance: make(chan struct{})}
 	sticky, err := balancer.NewSticky(cfg.Sticky)
 	if err != nil {
 		return nil, err
@@ -213,6 +225,7 @@ func (s *Server) Serve() error {
 		return err
 	}
 	go s.idle.run()
+	go s.runRebalance(s.stopRebalance) // rebalance.go
 	return nil
 }
 
@@ -246,7 +259,9 @@ func (s *Server) serveLoop(ln net.Listener, name string) error {
 // exchanges in progress until ctx is done, and then closes what is left.
 // Tunnels are not touched: the caller drains the tunnel engine.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
+	if !s.draining.Swap(true) {
+		close(s.stopRebalance)
+	}
 	s.handOver(ctx) // drain_linux.go: steer new connections to a successor first
 	// tls.go: the same for the TLS listeners
 	s.closeFront(ctx)

@@ -140,8 +140,14 @@ func (s *Server) stickyRequest(cc *clientConn, ex *exchange, head []byte, pool *
 // pick chooses the backend for the exchange's next connection attempt: the
 // node the request names, the first time, when it is usable; else by client
 // address (StickyIP) or the pool's policy. Like Pool.Pick it counts one
-// against the backend returned.
-func (s *Server) pick(pool *balancer.Pool, ex *exchange) *balancer.Backend {
+// against the backend returned. When every backend of the pool is at its
+// max-conns (or, for a WebSocket handshake, out of handshake tokens), the
+// policy's pick waits in the pool's FIFO queue up to --queue-timeout
+// (Pool.PickWait); err then says why nothing was picked (balancer's
+// ErrQueueTimeout, ErrQueueFull). A request for a session whose node is
+// healthy but full waits in the queue for that node alone: no other node
+// knows the session.
+func (s *Server) pick(pool *balancer.Pool, ex *exchange) (*balancer.Backend, error) {
 	st := &ex.sticky
 	s.sticky.Sweep()
 	if b := st.want; b != nil {
@@ -152,7 +158,23 @@ func (s *Server) pick(pool *balancer.Pool, ex *exchange) *balancer.Backend {
 			if len(st.sid) > 0 {
 				st.ref = s.sticky.Join(st.sid, b)
 			}
-			return b
+			return b, nil
+		}
+		if b.Healthy() && !ex.skip(b) { // at its max-conns: wait for it
+			only := func(x *balancer.Backend) bool { return x != b || ex.skip(x) }
+			got, waited, err := pool.PickWait(only, ex.ws, s.cfg.QueueTimeout)
+			s.m.queueWait(pool.Name(), waited)
+			if got != nil {
+				st.pinned = got
+				s.m.stickyHits.Inc()
+				if len(st.sid) > 0 {
+					st.ref = s.sticky.Join(st.sid, got)
+				}
+				return got, nil
+			}
+			if err != balancer.ErrNoBackend {
+				return nil, err
+			}
 		}
 		s.m.stickyMiss(missUnhealthy)
 	} else if st.pinned != nil {
@@ -165,9 +187,16 @@ func (s *Server) pick(pool *balancer.Pool, ex *exchange) *balancer.Backend {
 		s.m.stickyMiss(missUnreachable)
 	}
 	if st.ip {
-		return s.sticky.PickHash(pool, st.ipKey, ex.skip)
+		return s.sticky.PickHash(pool, st.ipKey, ex.skip), nil
 	}
-	return pool.Pick(ex.skip)
+	b, waited, err := pool.PickWait(ex.skip, ex.ws, s.cfg.QueueTimeout)
+	if waited > 0 || err == balancer.ErrQueueTimeout {
+		s.m.queueWait(pool.Name(), waited)
+	}
+	if err == balancer.ErrNoBackend {
+		err = nil // 503 or 502 as before: none usable, or none left to try
+	}
+	return b, err
 }
 
 // stickyDone runs when an exchange ends, after its backend's Pick is

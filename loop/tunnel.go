@@ -72,6 +72,9 @@ func (s *Server) addTLSTunnel(b *balancer.Backend, clientFd, backendFd int, toBa
 func (s *Server) tunnelDone(cc *clientConn, ex *exchange, b *balancer.Backend, head int) func(tunnel.Stats) {
 	rec := s.tunnelRecord(cc, ex) // record.go; copied: ex is reused once the handler returns
 	return func(st tunnel.Stats) {
+		if st.Reason == tunnel.Rebalance {
+			s.leaving.of(b).Add(-1) // rebalance.go
+		}
 		b.TunnelEnded()
 		st.BackendToClient = max(st.BackendToClient-int64(head), 0)
 		s.tunnelClosed(b, rec, st)

@@ -39,6 +39,7 @@ type options struct {
 	sticky         stickyOptions                    // --sticky, --sticky-secret(-file) (sticky_flags.go)
 	ops            opsOptions                       // --access-log, --check, --drain-spread (admin.go)
 	edge           edgeOptions                      // TLS, PROXY protocol, limits, origins (edge_flags.go)
+	load           loadOptions                      // queue, handshake pacing, rebalancing (queue_flags.go)
 	edgeCfg        loop.EdgeConfig                  // edge.config(), made once by parseFlags (certificates loaded and matched)
 }
 
@@ -51,7 +52,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("wsgate", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.StringArrayVarP(&o.listen, "listen", "l", []string{loop.DefaultListen}, "plain HTTP/WebSocket listener `ADDR`, repeatable")
-	fs.StringArrayVarP(&o.backends, "backend", "b", nil, "backend `[POOL=]HOST:PORT[,weight=N]`, repeatable")
+	fs.StringArrayVarP(&o.backends, "backend", "b", nil, "backend `[POOL=]HOST:PORT[,weight=N][,max-conns=N]`, repeatable; max-conns caps its requests in flight plus live tunnels")
 	fs.StringArrayVar(&o.routes, "route", nil, "route `[HOST]/PREFIX=POOL[,strip]`, repeatable; longest prefix wins (default / → default)")
 	fs.StringVar(&o.balance, "balance", "least-conn", "balancing policy: least-conn|round-robin")
 	fs.DurationVar(&o.connectTO, "connect-timeout", loop.DefaultConnectTimeout, "time to connect to a backend before trying the next")
@@ -71,6 +72,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	o.sticky.register(fs)
 	o.ops.register(fs)
 	o.edge.register(fs)
+	o.load.register(fs)
 	return fs
 }
 
@@ -104,6 +106,9 @@ func parseFlags(args []string) (*options, *pflag.FlagSet, error) {
 		return nil, fs, &usageError{fmt.Sprintf("invalid argument %q for \"--max-header-bytes\" flag: must be 1KiB..1MiB", o.maxHeaderBytes.String())}
 	}
 	if err := o.health.check(); err != nil {
+		return nil, fs, err
+	}
+	if err := o.load.check(); err != nil { // queue_flags.go
 		return nil, fs, err
 	}
 	if err := o.ops.validate(o.drainTO); err != nil {
@@ -147,6 +152,7 @@ func (o *options) balancerConfig() (balancer.Config, error) {
 		return cfg, &usageError{fmt.Sprintf("invalid argument %q for \"--balance\" flag: %v", o.balance, err)}
 	}
 	cfg.Policy = p
+	o.load.apply(&cfg) // queue_flags.go
 	return cfg, o.applyHealth(&cfg)
 }
 

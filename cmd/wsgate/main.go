@@ -114,6 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		KeepAliveTimeout: o.keepaliveTO,
 		ConnectTimeout:   o.connectTO,
 		ResponseTimeout:  o.responseTO,
+		QueueTimeout:     o.load.loopQueueTimeout(),
 		MaxHeaderBytes:   int(o.maxHeaderBytes),
 		MaxBodyBytes:     int64(o.maxBodyBytes),
 		TrustedProxies:   trusted,
@@ -217,8 +218,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 func adminHandler(bal *balancer.Balancer, tlsSt *tlsStatus) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /status.json", statusHandler(bal, tlsSt))
-	mux.Handle("GET /status", statusPageHandler(bal)) // statuspage.go
-	mux.HandleFunc("GET /ready", readyHandler)        // admin.go: 503 once draining
+	mux.Handle("GET /status", statusPageHandler(bal))    // statuspage.go
+	mux.HandleFunc("GET /ready", readyHandler)           // admin.go: 503 once draining
+	mux.Handle("POST /rebalance", rebalanceHandler(bal)) // queue_flags.go
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		metrics.WritePrometheus(w, true)
@@ -233,6 +235,7 @@ func adminHandler(bal *balancer.Balancer, tlsSt *tlsStatus) http.Handler {
 // The server's and the engine's own counters (their metrics.Sets) are
 // served with the process's.
 func registerGauges(srv *loop.Server, engine *tunnel.Engine, bal *balancer.Balancer) {
+	metrics.RegisterMetricsWriter(func(w io.Writer) { writeLoadMetrics(w, bal) }) // queue_flags.go
 	metrics.RegisterSet(srv.Metrics())
 	metrics.RegisterSet(engine.Metrics())
 	metrics.NewGauge(`wsgate_connections_open`, func() float64 { return float64(srv.OpenConns()) })
