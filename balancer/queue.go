@@ -174,17 +174,18 @@ func (p *Pool) wait(skip func(*Backend) bool, upgrade bool, timeout time.Duratio
 		q.full.Add(1)
 		return nil, 0, ErrQueueFull
 	}
-	// Counted in waiting before the dispatch below picks for it: a Release
-	// that decremented a count before it read waiting is seen by that pick.
+	// In the gate before the dispatch below picks for it: a Release that
+	// read the gate as 0 had already decremented its count, which that
+	// pick sees.
 	q.pushLocked(w)
 	p.setWaitingLocked()
 	p.dispatchLocked()
 	if w.queued {
-		q.queued.Add(1)
 		if timeout <= 0 {
-			p.failLocked(w, ErrQueueTimeout)
+			p.failLocked(w, ErrQueueTimeout) // not waited: not counted as queued
 			q.timeouts.Add(1)
 		} else {
+			q.queued.Add(1)
 			w.timer = clk.AfterFunc(timeout, func() { p.expire(w) })
 		}
 	}
