@@ -640,3 +640,38 @@ func TestQueueEjectionEnds(t *testing.T) {
 		t.Fatalf("after the ejection ended: %+v", r)
 	}
 }
+
+// A sticky upgrade pinned to its node is paced like a picked one.
+func TestPinUpgradePaced(t *testing.T) {
+	bl, clk, _ := testBalancer(t, Config{MaxHandshakesPerBackend: 10}, "a:1", "b:1")
+	s, err := NewSticky(StickyConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := bl.Backend("", "a:1")
+	if !s.PinUpgrade(a, nil) {
+		t.Fatal("first pinned upgrade refused")
+	}
+	if s.PinUpgrade(a, nil) {
+		t.Fatal("second pinned upgrade within 100 ms taken")
+	}
+	if !s.Pin(a, nil) {
+		t.Fatal("plain Pin paced")
+	}
+	if a.Active() != 2 {
+		t.Fatalf("active %d, want 2", a.Active())
+	}
+	ch := make(chan result, 1)
+	goWait(bl.Pool(""), 0, func(x *Backend) bool { return x != a }, true, time.Minute, ch)
+	waitQueued(t, bl.Pool(""), 1)
+	clk.Advance(100 * time.Millisecond)
+	if r := <-ch; r.b != a || r.waited != 100*time.Millisecond {
+		t.Fatalf("waiting for a's next token: %+v", r)
+	}
+	// Without pacing, PinUpgrade is Pin.
+	bl2, _, _ := testBalancer(t, Config{}, "a:1")
+	a2 := bl2.Backend("", "a:1")
+	if !s.PinUpgrade(a2, nil) || !s.PinUpgrade(a2, nil) {
+		t.Fatal("PinUpgrade without pacing refused")
+	}
+}

@@ -327,6 +327,29 @@ func (s *Sticky) Pin(b *Backend, skip func(*Backend) bool) bool {
 	return b.tryAcquire()
 }
 
+// PinUpgrade is Pin for a WebSocket handshake: with
+// Config.MaxHandshakesPerBackend set, it also takes one of b's handshake
+// tokens, and fails (taking nothing) when b has none. On false with b
+// healthy, wait for b through Pool.PickWait with upgrade set and a skip
+// that excludes every other backend.
+func (s *Sticky) PinUpgrade(b *Backend, skip func(*Backend) bool) bool {
+	if b == nil || b.bl.pace.interval == 0 {
+		return s.Pin(b, skip)
+	}
+	var now int64
+	if (skip != nil && skip(b)) || !b.usable(&now) || b.full() {
+		return false
+	}
+	if !b.takeToken(b.bl.nowNanos(&now)) {
+		return false
+	}
+	if !b.tryAcquire() {
+		b.refundToken()
+		return false
+	}
+	return true
+}
+
 // PickHash picks from p by rendezvous hashing of key (a client address) over
 // the usable backends not skipped and not full, counts one against the winner (Release
 // it as after Pick) and returns it; nil when none is left. Weights scale
