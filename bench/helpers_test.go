@@ -20,6 +20,10 @@ import (
 // (WSBENCH_ECHO_SERVER=1), so that measurements can keep the server's CPU in
 // another process.
 func TestMain(m *testing.M) {
+	if os.Getenv("WSBENCH_HOLD_SERVER") == "1" {
+		holdServerProcess()
+		return
+	}
 	if os.Getenv("WSBENCH_ECHO_SERVER") == "1" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

@@ -79,6 +79,10 @@ type HoldConfig struct {
 	// ProgressInterval also sets the timeline's resolution. Default
 	// DefaultProgressInterval.
 	ProgressInterval time.Duration
+
+	// noEpoll gives every connection a reading goroutine, as wss gets
+	// (tests measure what that costs).
+	noEpoll bool
 }
 
 func (c HoldConfig) withDefaults() (HoldConfig, error) {
@@ -265,7 +269,7 @@ func StartHold(ctx context.Context, cfg HoldConfig) (*Holder, error) {
 	h.dial = dialer{sources: toIPs(cfg.SourceIPs), timeout: cfg.HandshakeTimeout}
 	if h.tgt.TLS {
 		h.dial.tls = &tls.Config{InsecureSkipVerify: cfg.InsecureTLS}
-	} else {
+	} else if !cfg.noEpoll {
 		h.hold, _ = newHolder(h.closed, cfg.Ping)
 	}
 	h.st.byCode, h.st.noCloseKinds = map[int]int64{}, map[string]int64{}
