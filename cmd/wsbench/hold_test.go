@@ -99,6 +99,10 @@ func TestHoldNothingConnectedExits1(t *testing.T) {
 	if code != exitProblem || !strings.Contains(stdout, "handshake: status 503") || !strings.Contains(stdout, "first connects") {
 		t.Errorf("exit %d\n%s", code, stdout)
 	}
+	code, stdout, _ = wsbench(t, "hold", "-c", "2", "-d", "100ms", "--reconnect-delay", "20ms", "-q", "ws://"+refusingAddr(t)+"/ws")
+	if code != exitProblem || !strings.Contains(stdout, "connection refused") {
+		t.Errorf("refused: exit %d\n%s", code, stdout)
+	}
 }
 
 func TestHoldBadFlagsExit2WithTheFlagNamed(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,10 +140,28 @@ func TestConnectAndHandshakeText(t *testing.T) {
 	}
 }
 
+// refusingAddr returns an address that refuses connections: a socket bound
+// to it and not listening, kept until the test ends, so that no one else
+// can take the port meanwhile.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}
+
 func TestNothingConnectedExits1(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := refusingAddr(t)
 	code, stdout, _ := wsbench(t, "connect", "-c", "2", "-d", "100ms", "-q", "ws://"+addr+"/ws")
 	if code != exitProblem || !strings.Contains(stdout, "connection refused") {
 		t.Errorf("exit %d\n%s", code, stdout)
