@@ -152,7 +152,7 @@ func (s *Server) pick(pool *balancer.Pool, ex *exchange) (*balancer.Backend, err
 	s.sticky.Sweep()
 	if b := st.want; b != nil {
 		st.want = nil
-		if s.sticky.Pin(b, ex.skip) {
+		if s.pin(b, ex) {
 			st.pinned = b
 			s.m.stickyHits.Inc()
 			if len(st.sid) > 0 {
@@ -394,4 +394,14 @@ func parseForwardedAddr(b []byte) (netip.Addr, bool) {
 		return ap.Addr().Unmap(), true
 	}
 	return netip.Addr{}, false
+}
+
+// pin counts one against the session's own node b when it takes the
+// request now: usable, not skipped, below its max-conns and, for a
+// WebSocket handshake, with a handshake token (--max-handshakes-per-backend).
+func (s *Server) pin(b *balancer.Backend, ex *exchange) bool {
+	if ex.ws {
+		return s.sticky.PinUpgrade(b, ex.skip)
+	}
+	return s.sticky.Pin(b, ex.skip)
 }
