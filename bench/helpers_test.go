@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,4 +145,24 @@ func startEchoProcess(t testing.TB) string {
 // quickCfg is a small, bounded config for tests.
 func quickCfg(mode Mode, url string) Config {
 	return Config{Mode: mode, URL: url, Conns: 4, Duration: 500 * time.Millisecond, ProgressInterval: 100 * time.Millisecond}
+}
+
+// refusingAddr returns an address that refuses connections: a socket bound
+// to it and not listening, kept until the test ends, so that no one else
+// can take the port meanwhile.
+func refusingAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }

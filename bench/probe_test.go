@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -26,14 +27,14 @@ func nginxBin(t *testing.T) string {
 	return ""
 }
 
-func freePort(t *testing.T) int {
+// lf2port returns the port of the listening socket in lf.
+func lf2port(t *testing.T, lf *os.File) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	sa, err := syscall.Getsockname(int(lf.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return sa.(*syscall.SockaddrInet4).Port
 }
 
 // startNginx runs nginx in the foreground with everything under a temp dir,
@@ -43,7 +44,20 @@ func startNginx(t *testing.T, backend string, directives string) string {
 	t.Helper()
 	bin := nginxBin(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	// nginx takes over a socket we bound and listen on (its NGINX
+	// variable, as in a binary upgrade): the port is never free between
+	// choosing it and nginx using it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf, err := ln.(*net.TCPListener).File()
+	ln.Close() // lf keeps the socket, listening
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	port := lf2port(t, lf)
 	conf := fmt.Sprintf(`daemon off;
 worker_processes 1;
 pid %[1]s/nginx.pid;
@@ -70,6 +84,8 @@ http {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", cfgPath, "-e", filepath.Join(dir, "error.log"))
+	cmd.ExtraFiles = []*os.File{lf} // fd 3
+	cmd.Env = append(os.Environ(), "NGINX=3;")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -170,7 +186,7 @@ func TestProbeNginxWithUpgradeHeaders(t *testing.T) {
 }
 
 func TestProbeNginxBackendDown(t *testing.T) {
-	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	dead := refusingAddr(t)
 	proxy := startNginx(t, dead, nginxWebSocketDirectives)
 	res, text := probeText(t, ProbeConfig{URL: "ws://" + proxy + "/ws", Backend: dead})
 	if res.Works || !strings.Contains(text, "502 Bad Gateway: the proxy could not reach the backend") ||
@@ -192,7 +208,7 @@ func TestProbeNginxIdleTimeout(t *testing.T) {
 }
 
 func TestProbeNothingListening(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := refusingAddr(t)
 	res, text := probeText(t, ProbeConfig{URL: "ws://" + addr + "/ws"})
 	if res.Works || !strings.Contains(text, "Nothing accepts connections at "+addr) {
 		t.Fatalf("works %v", res.Works)

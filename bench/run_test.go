@@ -127,9 +127,7 @@ func TestConnectHoldsConnections(t *testing.T) {
 
 func TestConnectCountsDropsAndRefusals(t *testing.T) {
 	// Nothing listens here: every attempt is refused.
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := refusingAddr(t)
 	cfg := quickCfg(ModeConnect, "ws://"+addr+"/ws")
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
@@ -150,7 +148,7 @@ func TestConnectCountsDropsAndRefusals(t *testing.T) {
 		c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "bye"))
 		c.Close()
 	})
-	ln, _ = net.Listen("tcp", "127.0.0.1:0")
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
 	defer srv.Close()
