@@ -18,9 +18,15 @@ type BackendStatus struct {
 	// DNS), "down" (failed --health-fall active checks in a row), "ejected"
 	// (passive: --max-fails failures within --fail-timeout),
 	// "slow-starting", "healthy".
-	State    string `json:"state"`
-	Active   int64  `json:"active"`    // in-flight requests plus live tunnels
-	Tunnels  int64  `json:"tunnels"`   // live tunnels
+	State   string `json:"state"`
+	Active  int64  `json:"active"`  // in-flight requests plus live tunnels
+	Tunnels int64  `json:"tunnels"` // live tunnels
+	// Fair is the backend's fair share of its pool's live tunnels (by
+	// effective weight over the healthy backends), what rebalancing
+	// brings Tunnels toward; 0 when it is not healthy.
+	Fair float64 `json:"fair_tunnels"`
+	// Moved counts the backend's tunnels that rebalancing closed, ever.
+	Moved    uint64 `json:"rebalance_moved"`
 	InFlight int64  `json:"in_flight"` // requests in progress
 	Picks    uint64 `json:"picks"`
 	// Failures are upstream failures reported (connect refused or timed
@@ -37,12 +43,23 @@ type BackendStatus struct {
 
 // PoolStatus is one pool's state, for /status.json.
 type PoolStatus struct {
-	Name     string          `json:"name"`
-	Policy   string          `json:"policy"`
-	Healthy  int             `json:"healthy"` // live backends that take requests now
-	Active   int64           `json:"active"`
-	Queue    int             `json:"queue"`    // PickWait calls waiting for a slot
-	Backends []BackendStatus `json:"backends"` // live ones, then draining ones
+	Name    string `json:"name"`
+	Policy  string `json:"policy"`
+	Healthy int    `json:"healthy"` // live backends that take requests now
+	Active  int64  `json:"active"`
+	Queue   int    `json:"queue"` // PickWait calls waiting for a slot
+	// Rebalance is the pool's rebalancing planner: its standing rate, its
+	// tolerance and the pass running now, if any.
+	Rebalance RebalanceInfo   `json:"rebalance"`
+	Backends  []BackendStatus `json:"backends"` // live ones, then draining ones
+}
+
+// RebalanceInfo is a pool's rebalancing state, for /status.json.
+type RebalanceInfo struct {
+	Rate      float64    `json:"rate"`      // standing --rebalance, closes per second; 0: off
+	Tolerance float64    `json:"tolerance"` // a fraction: 0.1 is 10%
+	PassStart *time.Time `json:"pass_start,omitempty"`
+	Passes    uint64     `json:"passes"` // passes started
 }
 
 // Status returns every pool with every backend, live and draining.
@@ -56,8 +73,20 @@ func (bl *Balancer) Status() []PoolStatus {
 	var out []PoolStatus
 	for _, p := range bl.Pools() {
 		ps := PoolStatus{Name: p.name, Policy: p.policy.String(), Healthy: p.Healthy(), Active: p.Active(), Queue: p.QueueLen()}
+		rb := p.Rebalancer()
+		ps.Rebalance = RebalanceInfo{Rate: rb.Rate(), Tolerance: rb.Tolerance()}
+		ps.Rebalance.Passes, _ = rb.Passes()
+		if t := rb.PassStart(); !t.IsZero() {
+			ps.Rebalance.PassStart = &t
+		}
+		fair := map[*Backend]float64{}
+		for _, rs := range rb.Status() {
+			fair[rs.Backend] = rs.Fair
+		}
 		for _, b := range p.Backends() {
-			ps.Backends = append(ps.Backends, b.status(nil))
+			st := b.status(nil)
+			st.Fair = fair[b]
+			ps.Backends = append(ps.Backends, st)
 		}
 		for b, since := range draining {
 			if b.p == p {
@@ -74,7 +103,7 @@ func (b *Backend) status(drainingSince *time.Time) BackendStatus {
 	usable := b.usable(&now)
 	st := BackendStatus{
 		Pool: b.p.name, Addr: b.addr, Weight: b.Weight(), MaxConns: b.MaxConns(),
-		Active: b.Active(), Tunnels: b.Tunnels(), Picks: b.Picks(),
+		Active: b.Active(), Tunnels: b.Tunnels(), Picks: b.Picks(), Moved: b.Moved(),
 	}
 	if b.host != b.addr {
 		st.Host = b.host

@@ -78,9 +78,14 @@ func TestRebalanceAfterScaleOut(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	snap = h.Snapshot()
 	final := map[string]int64{}
+	statusMoved := uint64(0)
 	for _, p := range g.status(t) {
 		for _, bs := range p.Backends {
 			final[bs.Addr] = bs.Tunnels
+			statusMoved += bs.Moved
+			if bs.Fair < n/3-1 || bs.Fair > n/3+1 {
+				t.Errorf("/status.json: backend %s fair share %.1f, want %d (3 equal backends, %d tunnels)", bs.Addr, bs.Fair, n/3, n)
+			}
 		}
 	}
 	t.Logf("3 s later: a %d, b %d, c %d", final[a.addr], final[b.addr], final[c.addr])
@@ -97,6 +102,9 @@ func TestRebalanceAfterScaleOut(t *testing.T) {
 	t.Logf("balanced %v after the SIGHUP: a %d, b %d, c %d; moved %.0f; clients saw %d closes (%v by code, %d without a close frame); reconnects %d, failed %d %v; open %d",
 		took.Round(100*time.Millisecond), counts[a.addr], counts[b.addr], counts[c.addr], moved, snap.Closes, snap.ClosesByCode, snap.NoCloseFrame,
 		snap.Reconnects, snap.ReconnectFailed, snap.ReconnectFailures, snap.Open)
+	if float64(statusMoved) != moved {
+		t.Errorf("/status.json says %d moved, the metrics %.0f", statusMoved, moved)
+	}
 	if moved == 0 {
 		t.Fatal("nothing was moved, yet the pool balanced?")
 	}

@@ -189,15 +189,15 @@ tr.total td{background:#ddd;font-weight:bold}
 <p>{{.Now.Format "2006-01-02 15:04:05 MST"}}{{if .Refresh}} · refreshes every {{.Refresh}} s{{end}} · <a href="status.json">status.json</a> · <a href="metrics">metrics</a></p>
 {{range .Pools}}
 <table class="pool" id="pool-{{.Name}}">
-<tr class="pool"><th colspan="12">pool {{.Name}} · {{.Policy}} · {{.Healthy}}/{{.Total}} healthy</th></tr>
-<tr><th class="l">backend</th><th class="l">state</th><th>weight</th><th>active</th><th>tunnels</th><th>in flight</th><th>picks</th><th>picks/s</th><th>failures</th><th>checks</th><th class="l">last check</th><th class="l">since</th></tr>
+<tr class="pool"><th colspan="14">pool {{.Name}} · {{.Policy}} · {{.Healthy}}/{{.Total}} healthy · queue <span class="queue">{{.Queue}}</span> · rebalance {{if .Rebalance.Rate}}{{.Rebalance.Rate}}/s{{else}}off{{end}}{{with .Rebalance.PassStart}}, <span class="pass">pass since {{.Format "15:04:05"}}</span>{{end}}</th></tr>
+<tr><th class="l">backend</th><th class="l">state</th><th>weight</th><th>active</th><th>tunnels</th><th>fair share</th><th>moved</th><th>in flight</th><th>picks</th><th>picks/s</th><th>failures</th><th>checks</th><th class="l">last check</th><th class="l">since</th></tr>
 {{range .Rows}}<tr class="{{.State}}" data-backend="{{.Addr}}">
-<td class="l">{{.Addr}}{{if .Host}} ({{.Host}}){{end}}</td><td class="l state">{{.State}}</td><td>{{.Weight}}{{with .EffWeight}} ({{.}}){{end}}</td>
-<td>{{.Active}}</td><td class="tunnels">{{.Tunnels}}</td><td class="inflight">{{.InFlight}}</td><td>{{.Picks}}</td><td>{{.Rate}}</td><td class="failures">{{.Failures}}</td><td>{{.Checks}}</td>
+<td class="l">{{.Addr}}{{if .Host}} ({{.Host}}){{end}}</td><td class="l state">{{.State}}</td><td>{{.Weight}}{{with .EffWeight}} ({{.}}){{end}}{{with .MaxConns}}, max {{.}}{{end}}</td>
+<td>{{.Active}}</td><td class="tunnels">{{.Tunnels}}</td><td class="fair">{{printf "%.0f" .Fair}}</td><td class="moved">{{.Moved}}</td><td class="inflight">{{.InFlight}}</td><td>{{.Picks}}</td><td>{{.Rate}}</td><td class="failures">{{.Failures}}</td><td>{{.Checks}}</td>
 <td class="l">{{.LastCheck}}{{if .LastCheckError}} <span class="err">{{.LastCheckError}}</span>{{end}}</td>
 <td class="l">{{with .EjectedUntil}}ejected until {{.Format "15:04:05"}}{{end}}{{with .SlowStartUntil}}full weight at {{.Format "15:04:05"}}{{end}}{{with .DrainingSince}}draining since {{.Format "15:04:05"}}{{end}}</td>
 </tr>
-{{end}}<tr class="total"><td class="l">total</td><td class="l">{{.Healthy}}/{{.Total}} up</td><td></td><td>{{.Active}}</td><td>{{.Tunnels}}</td><td>{{.InFlight}}</td><td></td><td>{{.Rate}}</td><td colspan="4"></td></tr>
+{{end}}<tr class="total"><td class="l">total</td><td class="l">{{.Healthy}}/{{.Total}} up</td><td></td><td>{{.Active}}</td><td>{{.Tunnels}}</td><td></td><td></td><td>{{.InFlight}}</td><td></td><td>{{.Rate}}</td><td colspan="4"></td></tr>
 </table>
 {{end}}
 </body></html>
