@@ -1,6 +1,8 @@
 // Package bench is the load generator behind wsbench: raw WebSocket and
 // Socket.IO scenarios, ramp and arrival-rate models, latency histograms,
 // reports, and a probe that explains why a proxy does not pass WebSockets.
+// Hold (StartHold) keeps N connections open and reconnects each one that
+// closes, for reconnect storms and rebalancing; tests can watch it run.
 //
 // It imports nothing of wsgate's own code, so that it checks the proxy
 // honestly; its WebSocket client is its own, frame by frame.
