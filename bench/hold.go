@@ -189,6 +189,7 @@ type Holder struct {
 	hold   *holder       // nil where unavailable
 	hs     *recorder     // every successful handshake
 	recon  *recorder     // close seen → the replacement's 101
+	rhs    *recorder     // a reconnect's own handshake: dial → 101 (storms, without the delay)
 
 	rampDone chan struct{} // closed when every first attempt finished
 	firstWG  sync.WaitGroup
@@ -262,7 +263,7 @@ func StartHold(ctx context.Context, cfg HoldConfig) (*Holder, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Holder{cfg: cfg, sem: make(chan struct{}, cfg.DialConcurrency), hs: newRecorder(), recon: newRecorder(),
+	h := &Holder{cfg: cfg, sem: make(chan struct{}, cfg.DialConcurrency), hs: newRecorder(), recon: newRecorder(), rhs: newRecorder(),
 		rampDone: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
 		slots: make([]holdSlot, cfg.Conns)}
 	h.tgt, _ = ParseTarget(cfg.URL)
@@ -469,6 +470,7 @@ func (h *Holder) attempt(slot int, haveSem bool) {
 		st.recAttempts++
 		st.recOK++
 		h.recon.record(slot, now.Sub(s.closedAt))
+		h.rhs.record(slot, now.Sub(t0))
 	} else {
 		st.initAttempts++
 		st.initOK++
@@ -748,6 +750,7 @@ func (sp *sampler) stop() {
 func (h *Holder) sample(now time.Time) {
 	hv := h.hs.flush()
 	rv := h.recon.flush()
+	h.rhs.flush()
 	h.mu.Lock()
 	st := &h.st
 	cur := holdCounts{closes: st.closes, reconnects: st.recOK, failed: st.recFailed + st.initFailed, connected: st.recOK + st.initOK}

@@ -67,7 +67,11 @@ type HoldReport struct {
 	Reconnects HoldAttempts `json:"reconnects"`
 
 	ReconnectLatency LatencySummary `json:"reconnect_latency"`
-	HandshakeLatency LatencySummary `json:"handshake_latency"`
+	// ReconnectHandshakeLatency is the handshakes of the reconnects alone,
+	// dial to 101 (the delay before them not counted): what a storm costs
+	// each client beyond its own back-off.
+	ReconnectHandshakeLatency LatencySummary `json:"reconnect_handshake_latency"`
+	HandshakeLatency          LatencySummary `json:"handshake_latency"`
 
 	StormCount int `json:"storm_count"`
 	// LongestStorm is the storm with the longest recovery (a storm still
@@ -134,7 +138,8 @@ func (h *Holder) buildReport(end time.Time, openAtEnd int64, goroutines int, ru1
 		Reconnects: HoldAttempts{st.recAttempts, st.recOK, st.recFailed, maps.Clone(st.recFailures)},
 		// The sampler has stopped: the totals are complete.
 		ReconnectLatency: summarize(h.recon.total), HandshakeLatency: summarize(h.hs.total),
-		StormCount: st.stormCount, Storms: slices.Clone(st.storms),
+		ReconnectHandshakeLatency: summarize(h.rhs.total),
+		StormCount:                st.stormCount, Storms: slices.Clone(st.storms),
 		Timeline:    st.timeline,
 		HeldByEpoll: st.heldByEpoll, HeldByGoroutine: st.heldByGor,
 		CPUSeconds: tvSeconds(ru1.Utime) + tvSeconds(ru1.Stime) - tvSeconds(h.ru0.Utime) - tvSeconds(h.ru0.Stime),
@@ -221,14 +226,15 @@ func (r *HoldReport) WriteText(w io.Writer) error {
 	attempts("reconnects", r.Reconnects)
 	line := func(name string, l LatencySummary, note string) {
 		if l.Count == 0 {
-			fmt.Fprintf(&b, "  %-9s  none measured\n", name)
+			fmt.Fprintf(&b, "  %-19s  none measured\n", name)
 			return
 		}
-		fmt.Fprintf(&b, "  %-9s  p50 %s  p90 %s  p99 %s  max %s  (n=%d)%s\n", name,
+		fmt.Fprintf(&b, "  %-19s  p50 %s  p90 %s  p99 %s  max %s  (n=%d)%s\n", name,
 			fmtMS(l.P50MS), fmtMS(l.P90MS), fmtMS(l.P99MS), fmtMS(l.MaxMS), l.Count, note)
 	}
 	line("reconnect", r.ReconnectLatency, "  close seen → new 101")
 	line("handshake", r.HandshakeLatency, "")
+	line("reconnect handshake", r.ReconnectHandshakeLatency, "  dial → 101, reconnects only")
 	switch s := r.LongestStorm; {
 	case s == nil:
 		b.WriteString("  storms 0\n")

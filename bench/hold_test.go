@@ -227,6 +227,9 @@ func TestHoldReconnectsByCloseKind(t *testing.T) {
 		t.Errorf("reconnects %+v", r.Reconnects)
 	}
 	// Reconnect latency includes the delay, which is at least 20ms.
+	if r.ReconnectHandshakeLatency.Count != r.ReconnectLatency.Count || r.ReconnectHandshakeLatency.MaxMS > r.ReconnectLatency.MaxMS {
+		t.Errorf("reconnect handshakes %+v against reconnects %+v: one per reconnect, each inside its reconnect", r.ReconnectHandshakeLatency, r.ReconnectLatency)
+	}
 	if r.ReconnectLatency.Count != 13 || r.ReconnectLatency.MinMS < 20 || r.HandshakeLatency.Count != 33 {
 		t.Errorf("reconnect latency %+v, handshakes %d", r.ReconnectLatency, r.HandshakeLatency.Count)
 	}
