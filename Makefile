@@ -62,7 +62,9 @@ FUZZTIME ?= 60s
 # per idle tunnel (8,000), CPU per handshake and per echo, messages/s,
 # latency, HTTP keep-alive requests/s, each the median of paired rounds
 # (WSGATE_COMPARE_ROUNDS, default 3) and a median ratio to HAProxy; then the
-# same with TLS terminated by each proxy (4,000 wss tunnels)
+# same with TLS terminated by each proxy (4,000 wss tunnels); then a
+# reconnect storm (6,000 clients, one of 3 backends dies) through HAProxy,
+# nginx, wsgate, and wsgate with max-conns and with handshake pacing
 # (cmd/wsgate/compare_test.go; BENCHMARKS.md has a full run). Installs
 # nginx, haproxy and wrk from Debian when absent. Then wsbench's own
 # efficiency: 64 B echo beside a plain gorilla/websocket client, and 9,000
@@ -71,7 +73,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 bench-compare:
 	@command -v nginx >/dev/null && command -v haproxy >/dev/null && command -v wrk >/dev/null || { \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nginx haproxy wrk; }
-	WSGATE_COMPARE=1 $(GO) test -count=1 -timeout 30m -v -run 'TestCompareProxies' ./cmd/wsgate
+	WSGATE_COMPARE=1 $(GO) test -count=1 -timeout 40m -v -run 'TestCompareProxies|TestCompareStorm' ./cmd/wsgate
 	$(GO) test -run '^$$' -bench 'Echo64' -benchtime 200000x -count 3 ./bench
 	WSBENCH_MEASURE=1 $(GO) test -count=1 -run 'TestMeasure' -v ./bench | grep -E 'round|connect 9000|^(ok|FAIL|---)'
 

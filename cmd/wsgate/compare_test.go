@@ -107,6 +107,12 @@ type compareEnv struct {
 	// The TLS pass: the proxies terminate TLS with this certificate (the
 	// combined file holds both, for HAProxy). Empty in the plain pass.
 	tlsCert, tlsKey, tlsCombined string
+	// The storm pass (compare_storm_test.go): HAProxy checks its servers
+	// and redispatches a failed connect, as a production config does;
+	// wsgate gets gateArgs and each -b value gateBackendOpts appended.
+	storm           bool
+	gateArgs        []string
+	gateBackendOpts string
 }
 
 // cmpResult is one column's measurements; NaN-free: zero means not measured.
@@ -556,8 +562,13 @@ func startHAProxy(t *testing.T, env *compareEnv, listen string) (int, string) {
 		t.Fatalf("haproxy not installed (make bench-compare installs it): %v", err)
 	}
 	var srv strings.Builder
+	check := ""
+	if env.storm {
+		check = " check inter 1s fall 1 rise 1"
+		srv.WriteString("    option redispatch\n    retries 3\n")
+	}
 	for i, b := range env.backends {
-		fmt.Fprintf(&srv, "    server s%d %s\n", i, b)
+		fmt.Fprintf(&srv, "    server s%d %s%s\n", i, b, check)
 	}
 	cfg := fmt.Sprintf(`global
     nbthread 1
@@ -646,8 +657,9 @@ func startWsgate(t *testing.T, env *compareEnv, _ string, procs int) (int, strin
 		args = append(args, "--tls-listen", "127.0.0.1:0", "--tls-cert", env.tlsCert, "--tls-key", env.tlsKey)
 	}
 	for _, b := range env.backends {
-		args = append(args, "-b", b)
+		args = append(args, "-b", b+env.gateBackendOpts)
 	}
+	args = append(args, env.gateArgs...)
 	if help, _ := exec.Command(gateBin, "--help").CombinedOutput(); bytes.Contains(help, []byte("--access-log")) {
 		args = append(args, "--access-log", "off") // HAProxy and nginx log nothing either
 	}
@@ -692,7 +704,9 @@ func nginxTLS(env *compareEnv) string {
 // stopProxies stops the proxies of a pass (the two backends stay).
 func (env *compareEnv) stopProxies() {
 	for _, p := range env.procs[2:] {
-		p.stop()
+		if p != nil {
+			p.stop()
+		}
 	}
 	env.procs = env.procs[:2]
 	time.Sleep(2 * time.Second)
