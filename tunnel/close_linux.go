@@ -350,9 +350,10 @@ func (e *Engine) startCloses(n int, r Reason, wait int, pick func(t *tunnel) boo
 // it started, without waiting for them: their done callbacks report them
 // (Stats.Reason r; Stats.CloseCode the code the client got).
 //
-// Cost: one pass over every loop's slab (a handful of nanoseconds per
-// slot: about 30 µs for 10,000 tunnels, BenchmarkCloseTaggedBeforeScan),
-// plus the closes it starts; cheap enough to call every 100 ms.
+// Cost: one pass over every loop's slab, about 12 ns per slot (two cache
+// lines of each): about 120 µs for 10,000 tunnels on one loop
+// (BenchmarkCloseTaggedBeforeScan), plus the closes it starts; at one call
+// every 100 ms, about 0.1% of a core.
 func (e *Engine) CloseTaggedBefore(tag uint64, before time.Time, n int, r Reason) int {
 	if n <= 0 {
 		return 0

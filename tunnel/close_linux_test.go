@@ -136,6 +136,15 @@ func readFrame(r io.Reader) (rawFrame, error) {
 // boundary), within 10 s.
 func readFramesToEOF(tb testing.TB, c io.Reader) []rawFrame {
 	tb.Helper()
+	out, err := framesToEOF(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// framesToEOF is readFramesToEOF for other goroutines than the test's.
+func framesToEOF(c io.Reader) ([]rawFrame, error) {
 	if d, ok := c.(interface{ SetReadDeadline(time.Time) error }); ok {
 		d.SetReadDeadline(time.Now().Add(10 * time.Second))
 	}
@@ -144,10 +153,10 @@ func readFramesToEOF(tb testing.TB, c io.Reader) []rawFrame {
 	for {
 		f, err := readFrame(br)
 		if err == io.EOF {
-			return out
+			return out, nil
 		}
 		if err != nil {
-			tb.Fatalf("after %d frames: %v", len(out), err)
+			return out, fmt.Errorf("after %d frames: %w", len(out), err)
 		}
 		out = append(out, f)
 	}
@@ -395,10 +404,11 @@ func TestCloseWaitsForFrameEnd(t *testing.T) {
 			p.notClosed(t)
 			type res struct {
 				frames []rawFrame
+				err    error
 			}
-			cres, bres := make(chan []rawFrame, 1), make(chan []rawFrame, 1)
-			go func() { cres <- readFramesToEOF(t, p.client) }()
-			go func() { bres <- readFramesToEOF(t, p.backend) }()
+			cres, bres := make(chan res, 1), make(chan res, 1)
+			go func() { f, err := framesToEOF(p.client); cres <- res{f, err} }()
+			go func() { f, err := framesToEOF(p.backend); bres <- res{f, err} }()
 			// The rest, and a frame that comes after the boundary.
 			go func() {
 				p.client.Write(payload[size/2:])
@@ -410,9 +420,12 @@ func TestCloseWaitsForFrameEnd(t *testing.T) {
 				p.backend.Write(wsFrame(true, 1, []byte("late"), false))
 				p.backend.CloseWrite()
 			}()
-			for who, c := range map[string]chan []rawFrame{"client": cres, "backend": bres} {
-				frames := <-c
-				data := expectClose(t, who, frames, map[string]uint16{"client": CodeServiceRestart, "backend": CodeGoingAway}[who], who == "backend")
+			for who, c := range map[string]chan res{"client": cres, "backend": bres} {
+				r := <-c
+				if r.err != nil {
+					t.Fatalf("%s: %v", who, r.err)
+				}
+				data := expectClose(t, who, r.frames, map[string]uint16{"client": CodeServiceRestart, "backend": CodeGoingAway}[who], who == "backend")
 				if len(data) != 1 || !bytes.Equal(data[0].payload, payload) {
 					t.Fatalf("%s: %d frames before the close, want the whole 1 MiB frame", who, len(data))
 				}

@@ -507,6 +507,10 @@ func (l *loop) tlsFail(t *tunnel, idx int32, err error, desc uint8) bool {
 	if desc != 0 {
 		l.tlsGoodbye(t, desc)
 	}
+	if t.closing != 0 { // the engine was ending it anyway: its reason stands
+		l.close(t, idx, t.closing, nil)
+		return false
+	}
 	t.first = -1 // the error is the reason, whatever finished before
 	l.close(t, idx, Error, &OpError{Side: SideClient, Op: "tls", Err: err})
 	return false

@@ -36,12 +36,23 @@
 // buffers. A pipe that still holds data when its tunnel closes is closed,
 // never pooled. No pipe (EMFILE...) means buffers, with a retry a tick later.
 //
+// Frame boundaries (frames.go): each direction feeds what it reads (the
+// plaintext, on TLS tunnels) to a WebSocket frame tracker that reads frame
+// headers only and counts payloads down; a splicing direction splices at
+// most the rest of the current frame's payload and reads the next header
+// through a buffer. So the engine always knows whether a direction is
+// between two frames.
+//
 // Half-close: read(2) returning 0 passes shutdown(SHUT_WR) to the other
 // side once everything read before it is written; the other direction
 // keeps flowing. The tunnel closes when both directions are finished
 // (reason: the side that finished first), on an error before any FIN
-// (Error, with an *OpError naming the side), on idle timeout, or on
-// CloseAll/Close (Shutdown).
+// (Error, with an *OpError naming the side), or when the engine ends it on
+// purpose: idle timeout (IdleTimeout), CloseSome/CloseSpread/CloseTagged
+// and CloseAll/Close (Shutdown), CloseTaggedBefore (its reason, such as
+// Rebalance). Those closes send WebSocket close frames at frame
+// boundaries, then FIN, and wait briefly for the peers' FIN
+// (close_linux.go); CloseAll and Close do not wait.
 //
 // Idle timeout: activity only stores lastActive (in ticks) in the tunnel.
 // The wheel holds each tunnel once; when its slot fires, the tunnel either
@@ -49,8 +60,8 @@
 // lastActive+timeout. epoll_wait sleeps until the next tick while the
 // wheel holds anything.
 //
-// An idle tunnel holds its slab slot (about 150 bytes) and wheel links,
-// nothing else: no buffer, pipe, goroutine or runtime timer.
+// An idle tunnel holds its slab slot (176 bytes) and wheel links, nothing
+// else: no buffer, pipe, goroutine or runtime timer.
 package tunnel
 
 import (
