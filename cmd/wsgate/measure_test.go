@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -115,4 +117,65 @@ func countFds(t *testing.T, pid int) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// TestMeasureQueuedRequest reports what a request waiting in the max-conns
+// queue costs wsgate, next to an idle keep-alive connection: n clients
+// each send one GET to a pool whose only backend (max-conns=1) is held by
+// a tunnel, and wait; then the same n connections idle between requests.
+// It asserts only that the requests did queue, and that none was dialed
+// to the backend.
+func TestMeasureQueuedRequest(t *testing.T) {
+	if os.Getenv("WSGATE_MEASURE") == "" {
+		t.Skip("measurement: run with WSGATE_MEASURE=1 (make bench)")
+	}
+	const n = 2000
+	be := startBackend(t, "a", 0, nil)
+	free := startBackend(t, "free", 0, nil)
+	// A fresh wsgate for each: memory a phase freed is not all given back
+	// to the kernel at once, and would hide the next phase's.
+	measure := func(path string, wantQueued bool) float64 {
+		g := startGate(t, "-b", be.addr+",max-conns=1", "-b", "free="+free.addr, "--route", "/free=free", "--queue-timeout", "60s", "--health-path", "")
+		defer g.stop()
+		hold, _ := openTunnels(t, g.addr, 1, 1) // the one slot
+		defer hold[0].Close()
+		warm, _ := http.Get("http://" + g.addr + "/free")
+		if warm != nil {
+			warm.Body.Close()
+		}
+		time.Sleep(6 * time.Second)
+		anon0 := statusKiB(t, g.pid(), "RssAnon:")
+		var cs []net.Conn
+		for range n {
+			c, err := net.Dial("tcp", g.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs = append(cs, c)
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		}
+		if wantQueued {
+			g.waitMetricEq(t, `wsgate_queue_length{pool="default"}`, n, 30*time.Second)
+		} else {
+			for _, c := range cs { // read each response: the connection is then idle between requests
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				http.ReadResponse(bufio.NewReader(c), nil)
+			}
+		}
+		time.Sleep(6 * time.Second) // the memory trimmer runs every 5 s
+		anon1 := statusKiB(t, g.pid(), "RssAnon:")
+		if a := g.metric(t, activeMetric(be.addr)); a != 1 {
+			t.Errorf("the capped backend has %v requests and tunnels counted, want 1 (the held tunnel)", a)
+		}
+		for _, c := range cs {
+			c.Close()
+		}
+		g.waitMetricEq(t, `wsgate_queue_length{pool="default"}`, 0, 60*time.Second)
+		time.Sleep(2 * time.Second)
+		return float64(anon1-anon0) * 1024 / n
+	}
+	queued := measure("/", true)
+	idle := measure("/free", false)
+	t.Logf("per queued request: %.0f B anonymous memory; per idle keep-alive connection: %.0f B", queued, idle)
+	fmt.Printf("queued-request n=%d anon_per_queued_bytes=%.0f anon_per_idle_keepalive_bytes=%.0f\n", n, queued, idle)
 }
