@@ -345,3 +345,26 @@ func FuzzFrames(f *testing.F) {
 		checkTracker(t, stream, splits)
 	})
 }
+
+// BenchmarkFramesFeed: the tracker's cost per read: a 64 B echo frame
+// (header and payload in one read), and a 16 KiB read in the middle of a
+// big frame's payload.
+func BenchmarkFramesFeed(b *testing.B) {
+	small := frame(true, 2, 58, true, 0)
+	b.Run("64B", func(b *testing.B) {
+		var f frames
+		for i := 0; i < b.N; i++ {
+			f.feed(small, false)
+		}
+		if !f.boundary() {
+			b.Fatal("not at a boundary")
+		}
+	})
+	b.Run("16KiB-payload", func(b *testing.B) {
+		f := frames{rem: 1 << 62}
+		buf := make([]byte, 16<<10)
+		for i := 0; i < b.N; i++ {
+			f.feed(buf, false)
+		}
+	})
+}
