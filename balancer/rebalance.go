@@ -14,6 +14,16 @@ import (
 // (--rebalance-tolerance, 10%).
 const DefaultRebalanceTolerance = 0.10
 
+// RebalanceCooldown is how long after a pass ends the standing policy
+// starts no new one. The clients a pass closed are still reconnecting for a
+// while (Socket.IO waits 1–5 s, wsbench hold 0.2–1 s), and until they are
+// back the pool's total is short of them, so the old backends look
+// over-loaded against a fair share computed without them: measured, a
+// pass started right after the first one (3,000 tunnels, a third node
+// added) closed 45 tunnels more than the imbalance. A one-off pass
+// (StartPass) is not held back.
+const RebalanceCooldown = 10 * time.Second
+
 // MaxRebalanceRate is the largest rate a Rebalancer takes, in closes per
 // second per pool.
 const MaxRebalanceRate = 1e6
@@ -97,6 +107,8 @@ type Rebalancer struct {
 	tokens    float64
 	refilled  time.Time // when tokens were last refilled
 	passes    uint64    // passes started
+	now       time.Time // the latest Plan's clock
+	endedAt   time.Time // when the last pass ended
 	stopped   uint64    // passes stopped by an unhealthy backend
 }
 
@@ -233,6 +245,7 @@ func (r *Rebalancer) beginLocked(now time.Time, rate float64, members []*Backend
 
 func (r *Rebalancer) endLocked(why string) {
 	r.pass = false
+	r.endedAt = r.now
 	r.members = nil
 	r.pool.bl.cfg.Logf("pool %s: rebalancing pass ended: %s", r.pool.name, why)
 }
@@ -288,6 +301,7 @@ func (r *Rebalancer) Plan(now time.Time, leaving func(*Backend) int64) []Move {
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.now = now
 	if len(ss) < 2 {
 		if r.pass {
 			r.endLocked("fewer than 2 healthy backends")
@@ -318,7 +332,7 @@ func (r *Rebalancer) Plan(now time.Time, leaving func(*Backend) int64) []Move {
 		}
 	}
 	if !r.pass {
-		if r.rate <= 0 || !trigger {
+		if r.rate <= 0 || !trigger || !r.endedAt.IsZero() && now.Sub(r.endedAt) < RebalanceCooldown {
 			return nil
 		}
 		r.beginLocked(now, r.rate, nil)

@@ -37,6 +37,13 @@ func openTunnels(b *Backend, n int) {
 	}
 }
 
+// closeTunnels ends n of b's tunnels (their clients not back yet).
+func closeTunnels(b *Backend, n int) {
+	for range n {
+		b.TunnelEnded()
+	}
+}
+
 func (f *fleet) leaving(b *Backend) int64 { return int64(len(f.closing[b])) }
 
 // step plans once at the current fake time, starts the closes, advances
@@ -310,11 +317,53 @@ func TestRebalanceStopsWhenUnhealthy(t *testing.T) {
 	if started, _ := rb.Passes(); started != 1 {
 		t.Errorf("%d passes started, want 1", started)
 	}
-	// An imbalance seen afterwards starts a new pass.
+	// An imbalance seen afterwards starts a new pass: within the cooldown
+	// after the stop, not yet; after it, yes.
 	openTunnels(bs["a:1"], 1000)
 	f.step(100 * time.Millisecond)
+	if started, _ := rb.Passes(); started != 1 {
+		t.Errorf("%d passes started within the cooldown, want 1", started)
+	}
+	f.run(RebalanceCooldown)
 	if started, _ := rb.Passes(); started != 2 || rb.PassStart().IsZero() {
-		t.Errorf("%d passes started after a new imbalance, want 2", started)
+		t.Errorf("%d passes started after a new imbalance past the cooldown, want 2", started)
+	}
+}
+
+// After a pass ends, its clients are still reconnecting: the pool looks
+// short of them, and the old backends over-loaded. No new pass starts for
+// RebalanceCooldown; a one-off pass (StartPass) is not held back.
+func TestRebalanceCooldown(t *testing.T) {
+	bl, clk, _ := testBalancer(t, Config{Rebalance: 1000}, "a:1", "b:1", "c:1")
+	p := bl.Pool("")
+	bs := byAddr(p)
+	openTunnels(bs["a:1"], 150)
+	openTunnels(bs["b:1"], 150)
+	rb := p.Rebalancer()
+	// Close what the plans ask for, and let no client come back: the
+	// total shrinks, as while clients are away.
+	var moved int
+	for i := 0; i < 50 && (i == 0 || !rb.PassStart().IsZero()); i++ {
+		for _, m := range rb.Plan(clk.Now(), nil) {
+			closeTunnels(m.Backend, m.N)
+			moved += m.N
+		}
+		clk.Advance(100 * time.Millisecond)
+	}
+	if !rb.PassStart().IsZero() || moved != 100 {
+		t.Fatalf("pass running %v, moved %d; want ended after the excess of 100", !rb.PassStart().IsZero(), moved)
+	}
+	// a and b hold 100 each, c none: far above fair (67), but the clients
+	// are still away. Within the cooldown nothing more is closed.
+	for range 50 {
+		if ms := rb.Plan(clk.Now(), nil); ms != nil {
+			t.Fatalf("moves %v within the cooldown", ms)
+		}
+		clk.Advance(100 * time.Millisecond)
+	}
+	// A one-off pass is not held back.
+	if err := rb.StartPass(clk.Now(), 100); err != nil || rb.PassStart().IsZero() {
+		t.Fatalf("StartPass within the cooldown: %v", err)
 	}
 }
 
