@@ -37,6 +37,14 @@ func openTunnels(b *Backend, n int) {
 	}
 }
 
+// planSettled plans once to see the imbalance, lets RebalanceSettle pass
+// on the fake clock, and plans again: the standing policy's first moves.
+func planSettled(rb *Rebalancer, clk *fakeClock) []Move {
+	rb.Plan(clk.Now(), nil)
+	clk.Advance(RebalanceSettle)
+	return rb.Plan(clk.Now(), nil)
+}
+
 // closeTunnels ends n of b's tunnels (their clients not back yet).
 func closeTunnels(b *Backend, n int) {
 	for range n {
@@ -141,6 +149,10 @@ func TestRebalanceScaleOut(t *testing.T) {
 	if err := bl.Update(mustBackends(t, "a:1", "b:1", "c:1")); err != nil {
 		t.Fatal(err)
 	}
+	f.run(RebalanceSettle) // the imbalance must last before a pass starts
+	if len(f.moves) != 0 {
+		t.Fatalf("%d moves before the imbalance had lasted RebalanceSettle", len(f.moves))
+	}
 	f.step(100 * time.Millisecond)
 	start := p.Rebalancer().PassStart()
 	if start.IsZero() {
@@ -238,7 +250,7 @@ func TestRebalanceToleranceTrigger(t *testing.T) {
 		openTunnels(bs["a:1"], c.a)
 		openTunnels(bs["b:1"], c.b)
 		openTunnels(bs["c:1"], c.c)
-		ms := p.Rebalancer().Plan(clk.Now(), nil)
+		ms := planSettled(p.Rebalancer(), clk)
 		if got := len(ms) > 0; got != c.want {
 			t.Errorf("tolerance %g, %d/%d/%d: moves %v, want moves: %v", c.tol, c.a, c.b, c.c, ms, c.want)
 		}
@@ -276,7 +288,7 @@ func TestRebalanceSpread(t *testing.T) {
 	openTunnels(bs["b:1"], 600)
 	openTunnels(bs["c:1"], 300)
 	openTunnels(bs["d:1"], 300)
-	ms := p.Rebalancer().Plan(clk.Now(), nil) // a full burst: 10
+	ms := planSettled(p.Rebalancer(), clk) // a full burst: 10
 	if len(ms) != 2 || ms[0].Backend != bs["a:1"] || ms[0].N != 8 || ms[1].Backend != bs["b:1"] || ms[1].N != 2 {
 		t.Fatalf("moves %v, want a:8 b:2", ms)
 	}
@@ -291,7 +303,7 @@ func TestRebalanceStopsWhenUnhealthy(t *testing.T) {
 	openTunnels(bs["a:1"], 1500)
 	openTunnels(bs["b:1"], 1500)
 	f := newFleet(t, p, clk)
-	f.run(time.Second)
+	f.run(RebalanceSettle + time.Second)
 	rb := p.Rebalancer()
 	if rb.PassStart().IsZero() {
 		t.Fatal("no pass")
@@ -343,7 +355,11 @@ func TestRebalanceCooldown(t *testing.T) {
 	// Close what the plans ask for, and let no client come back: the
 	// total shrinks, as while clients are away.
 	var moved int
-	for i := 0; i < 50 && (i == 0 || !rb.PassStart().IsZero()); i++ {
+	for _, m := range planSettled(rb, clk) { // the first closes, from the burst
+		closeTunnels(m.Backend, m.N)
+		moved += m.N
+	}
+	for i := 0; i < 50 && !rb.PassStart().IsZero(); i++ {
 		for _, m := range rb.Plan(clk.Now(), nil) {
 			closeTunnels(m.Backend, m.N)
 			moved += m.N
@@ -395,6 +411,7 @@ func TestRebalanceNeedsTwoHealthy(t *testing.T) {
 	openTunnels(p2.Lookup("a:1"), 1000)
 	f2 := newFleet(t, p2, clk2)
 	f2.closeIn = time.Hour
+	f2.run(RebalanceSettle)
 	f2.step(100 * time.Millisecond)
 	if p2.Rebalancer().PassStart().IsZero() {
 		t.Fatal("no pass")
@@ -499,5 +516,36 @@ func TestParseRateAndFraction(t *testing.T) {
 	}
 	if _, err := New(Config{Backends: mustBackends(t, "a:1"), RebalanceTolerance: math.NaN()}); err == nil {
 		t.Error("New with a NaN tolerance: no error")
+	}
+}
+
+// An imbalance that does not last RebalanceSettle (a pool filling up)
+// starts no pass; one that lasts does.
+func TestRebalanceSettle(t *testing.T) {
+	bl, clk, _ := testBalancer(t, Config{Rebalance: 100}, "a:1", "b:1")
+	p := bl.Pool("")
+	bs := byAddr(p)
+	rb := p.Rebalancer()
+	openTunnels(bs["a:1"], 30)
+	openTunnels(bs["b:1"], 10)
+	for range 10 { // 1 s of plans: uneven, not yet long enough
+		if ms := rb.Plan(clk.Now(), nil); ms != nil {
+			t.Fatalf("moves %v before the imbalance lasted %v", ms, RebalanceSettle)
+		}
+		clk.Advance(100 * time.Millisecond)
+	}
+	openTunnels(bs["b:1"], 20) // evened out by arrivals
+	rb.Plan(clk.Now(), nil)
+	clk.Advance(100 * time.Millisecond)
+	openTunnels(bs["a:1"], 20) // uneven again: the wait starts over
+	for range 15 {
+		if ms := rb.Plan(clk.Now(), nil); ms != nil {
+			t.Fatalf("moves %v: the wait did not start over", ms)
+		}
+		clk.Advance(100 * time.Millisecond)
+	}
+	clk.Advance(RebalanceSettle)
+	if ms := rb.Plan(clk.Now(), nil); len(ms) == 0 {
+		t.Fatal("no moves after the imbalance lasted RebalanceSettle")
 	}
 }
