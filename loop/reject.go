@@ -47,11 +47,11 @@ func (s *Server) rejectErr(cc *clientConn, err error) action {
 // connection afterwards. Holds the handler goroutine (and no exchange
 // buffers beyond netpoll's input buffer, released as it goes) meanwhile.
 func (s *Server) linger(cc *clientConn) {
-	nc, ok := cc.conn.(netpoll.Conn)
-	if !ok {
-		return
-	}
-	if err := unix.Shutdown(nc.Fd(), unix.SHUT_WR); err != nil {
+	if cw, ok := cc.conn.(interface{ CloseWrite() error }); ok { // TLS (tlsfront.Conn13): close_notify first
+		if cw.CloseWrite() != nil {
+			return
+		}
+	} else if nc, ok := cc.conn.(netpoll.Conn); !ok || unix.Shutdown(nc.Fd(), unix.SHUT_WR) != nil {
 		return // not connected any more: nothing to protect
 	}
 	r := cc.conn.Reader()

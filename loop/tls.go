@@ -13,9 +13,13 @@ import (
 	"github.com/wsgate/wsgate/tunnel"
 )
 
-// TLS termination is done by loop/tlsfront, in front of the plain path:
-// its plaintext arrives on an inner listener that this Server serves like
-// --listen, behind a PROXY v2 header naming the client (edge_proxy.go).
+// TLS termination is done by loop/tlsfront, in front of the plain path.
+// TLS 1.3 connections (records by tunnel/tlsrec) are served in the front's
+// goroutine by this Server's own onPrepare/onRequest on a
+// netpoll.Connection over the client's socket (tlsfront.Conn13); TLS 1.2
+// ones (and 1.3 ones whose keys are not known) are relayed as plaintext to
+// an inner listener that this Server serves like --listen. Both start
+// with a PROXY v2 header naming the client (edge_proxy.go).
 
 // TLSConfig configures TLS termination; no Listen means none.
 type TLSConfig struct {
@@ -49,6 +53,10 @@ func openFront(s *Server, tc TLSConfig) (*tlsfront.Front, error) {
 		TLS13Engine:   s.m.tlsConns13Engine,
 		Takeovers:     s.m.tlsTakeovers,
 		TakeoverFails: s.m.tlsTakeoverFails,
+		// TLS 1.3 connections are served by the front's goroutine with
+		// this server's handlers (tlsfront.Conn13): no inner socket.
+		Prepare: s.onPrepare,
+		Request: s.onRequest,
 	})
 }
 
@@ -83,11 +91,17 @@ func (s *Server) ReloadCertificates() error {
 // would not hand it over (the caller tunnels the inner connection, as for
 // TLS 1.2); upfd and the backend's count are then still the caller's.
 func (s *Server) takeOverTLS(cc *clientConn, c netpoll.Connection, b *balancer.Backend, upfd int, toBackend, toClient []byte, done func(tunnel.Stats)) bool {
-	nc, ok := c.(netpoll.Conn)
-	if !ok || s.edge == nil || s.edge.tls == nil {
+	if s.edge == nil || s.edge.tls == nil {
 		return false
 	}
-	h, ok := s.edge.tls.Takeover(cc.frontID, nc.Fd())
+	var h tlsfront.Handover
+	var ok bool
+	switch c := c.(type) {
+	case *tlsfront.Conn13: // served without an inner socket: c is the client's own
+		h, ok = c.Takeover()
+	case netpoll.Conn:
+		h, ok = s.edge.tls.Takeover(cc.frontID, c.Fd())
+	}
 	if !ok {
 		return false
 	}
@@ -125,7 +139,8 @@ func (s *Server) serveFront() error {
 // closeFront stops accepting TLS connections: new ones are steered to a
 // successor (drain_linux.go), and the listeners close once their accept
 // queues are empty. Relays in progress go on until their inner
-// connections end.
+// connections end; connections the front serves itself (TLS 1.3) close
+// when idle, until none is left or ctx is done.
 func (s *Server) closeFront(ctx context.Context) {
 	if s.edge == nil || s.edge.tls == nil {
 		return
@@ -152,4 +167,8 @@ func (s *Server) closeFront(ctx context.Context) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	f.Close()
+	// TLS 1.3 connections served by the front itself: idle ones close,
+	// busy ones after their exchange (as netpoll's Shutdown does for the
+	// inner listener's).
+	f.Drain(ctx)
 }
