@@ -409,9 +409,6 @@ func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
 	if t.closing != 0 {
 		l.e.closing.Add(-1)
 	}
-	if l.waiting != nil {
-		l.closeWaited(idx)
-	}
 	done := t.done
 	*t = tunnel{fd: [2]int32{-1, -1}, gen: t.gen + 1}
 	l.free = append(l.free, idx)
@@ -420,5 +417,10 @@ func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
 	l.e.m.closes[r].Inc()
 	if done != nil {
 		done(st)
+	}
+	// Last: whoever waits for this close (CloseSome, CloseTagged) returns
+	// only once the count and the done callback reflect it.
+	if l.waiting != nil {
+		l.closeWaited(idx)
 	}
 }
