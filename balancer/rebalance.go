@@ -75,7 +75,9 @@ type RebalanceStatus struct {
 // (Plan's leaving), so a tunnel is never asked to close twice.
 //
 // Hysteresis. A pass starts when some backend's load exceeds
-// fair × (1 + tolerance) (and ceil(fair) + slack). During a pass every
+// fair × (1 + tolerance) (and ceil(fair) + slack), or when one is below
+// fair × (1 − tolerance) (less the slack) while another is above its fair
+// share plus the slack. During a pass every
 // backend above fair is brought down to ceil(fair), not merely to the
 // tolerance band: a pass that stopped at fair × (1 + tolerance) would leave
 // a fleet of 2 × 1500 tunnels, after a third node is added, at
@@ -327,7 +329,7 @@ func (r *Rebalancer) Plan(now time.Time, leaving func(*Backend) int64) []Move {
 		}
 	}
 	var excess int64 // Σ load above ceil(fair)
-	balanced, trigger := true, false
+	balanced, trigger, under := true, false, false
 	for _, s := range ss {
 		c := int64(math.Ceil(s.fair))
 		if s.load > c {
@@ -339,6 +341,17 @@ func (r *Rebalancer) Plan(now time.Time, leaving func(*Backend) int64) []Move {
 				trigger = true
 			}
 		}
+		if float64(s.load+rebalanceSlack) < s.fair*(1-r.tolerance) {
+			under = true
+		}
+	}
+	// A backend below its share by more than the tolerance starts a pass
+	// too, when others are above theirs: with three nodes one can sit at
+	// −20% while the other two are at +10%, inside the band above (seen: a
+	// pass's moved clients partly went back to the old nodes while the new
+	// one's Engine.IO requests made it look busy, 107/109/84 for good).
+	if under && !balanced {
+		trigger = true
 	}
 	if !r.pass {
 		if !trigger {
@@ -425,6 +438,23 @@ func (r *Rebalancer) Plan(now time.Time, leaving func(*Backend) int64) []Move {
 		return nil
 	}
 	return out
+}
+
+// Unused gives back n of a Move on b that the caller could not start (the
+// backend had fewer tunnels old enough to close): they are not counted in
+// b's Moved, and the running pass gets them back in its budget and its
+// token bucket (up to the burst), so that a later Plan asks again.
+func (r *Rebalancer) Unused(b *Backend, n int) {
+	if n <= 0 {
+		return
+	}
+	b.h.moved.Add(^uint64(n - 1)) // -n
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pass {
+		r.budget += int64(n)
+		r.tokens = min(burst(r.passRate), r.tokens+float64(n))
+	}
 }
 
 // FairShare returns b's fair share of its pool's live tunnels now (0 when b

@@ -236,7 +236,8 @@ func TestRebalanceToleranceTrigger(t *testing.T) {
 		a, b, c int
 		want    bool
 	}{
-		{0, 1100, 1100, 800, false}, // default 10%: 1100 is not above 1100
+		{0, 1100, 1100, 800, true},  // default 10%: 1100 is not above 1100, but 800 is 20% below
+		{0, 1100, 1000, 900, false}, // nobody beyond 10% either way
 		{0, 1120, 1080, 800, true},
 		{0.2, 1190, 1010, 800, false},
 		{0.2, 1210, 990, 800, true},
@@ -547,5 +548,38 @@ func TestRebalanceSettle(t *testing.T) {
 	clk.Advance(RebalanceSettle)
 	if ms := rb.Plan(clk.Now(), nil); len(ms) == 0 {
 		t.Fatal("no moves after the imbalance lasted RebalanceSettle")
+	}
+}
+
+// Closes the caller could not start are given back: not counted as moved,
+// and asked for again by a later plan.
+func TestRebalanceUnused(t *testing.T) {
+	bl, clk, _ := testBalancer(t, Config{Rebalance: 100}, "a:1", "b:1")
+	p := bl.Pool("")
+	bs := byAddr(p)
+	openTunnels(bs["a:1"], 200)
+	rb := p.Rebalancer()
+	ms := planSettled(rb, clk) // the burst: 10
+	if len(ms) != 1 || ms[0].N != 10 || bs["a:1"].Moved() != 10 {
+		t.Fatalf("moves %v, moved %d", ms, bs["a:1"].Moved())
+	}
+	rb.Unused(bs["a:1"], 10) // none could be closed
+	if m := bs["a:1"].Moved(); m != 0 {
+		t.Fatalf("moved %d after giving all back", m)
+	}
+	ms = rb.Plan(clk.Now(), nil) // the tokens came back: asked again at once
+	if len(ms) != 1 || ms[0].N != 10 {
+		t.Fatalf("moves %v after Unused, want a:10 again", ms)
+	}
+	// The budget came back too: the pass can still close the whole excess.
+	total := 10
+	for i := 0; i < 100 && !rb.PassStart().IsZero(); i++ {
+		clk.Advance(100 * time.Millisecond)
+		for _, m := range rb.Plan(clk.Now(), nil) {
+			total += m.N
+		}
+	}
+	if total != 100 {
+		t.Errorf("%d closes asked in all, want the excess of 100", total)
 	}
 }

@@ -21,13 +21,21 @@ import (
 // Which tunnels: only those opened before the pass began
 // (Rebalancer.PassStart; tunnel.Engine.CloseTaggedBefore spares the
 // others), so a client that has moved once is not moved again in the same
-// pass however long it lasts.
+// pass however long it lasts; and none younger than rebalanceMinAge. A
+// young tunnel may be an Engine.IO upgrade probe: engine.io-client pauses
+// its polling transport once the probe has answered "3probe", and a probe
+// closed before the client's "5" leaves the session paused until its ping
+// timeout (45–70 s, emits lost meanwhile). Seen with 300 polling clients
+// and a pass that began during their ramp: probes 75–105 ms old closed.
 //
 // In progress: a tunnel being closed still counts on its backend until the
 // engine reports it gone; leaving counts those per backend so that the
 // planner never asks for the same excess twice.
 
 var errUnknownPool = errors.New("no such pool")
+
+// rebalanceMinAge: tunnels younger than this are never closed by a pass.
+const rebalanceMinAge = 5 * time.Second
 
 // rebalanceTick is how often the planners are asked. 100 ms keeps the
 // closes of a 200/s pass in batches of about 20.
@@ -85,8 +93,8 @@ func (s *Server) rebalanceOnce(now time.Time) int {
 			continue
 		}
 		before := rb.PassStart()
-		if before.IsZero() {
-			before = now
+		if before.IsZero() || now.Add(-rebalanceMinAge).Before(before) {
+			before = now.Add(-rebalanceMinAge)
 		}
 		for _, m := range moves {
 			n := s.cfg.Tunnels.CloseTaggedBefore(backendTag(m.Backend), before, m.N, tunnel.Rebalance)
@@ -94,6 +102,7 @@ func (s *Server) rebalanceOnce(now time.Time) int {
 				s.leaving.of(m.Backend).Add(int64(n))
 				started += n
 			}
+			rb.Unused(m.Backend, m.N-n) // too few old enough: asked again later
 		}
 	}
 	return started
