@@ -400,6 +400,7 @@ func TestCloseFramesRebalance(t *testing.T) {
 			}
 			cc.waitOpen(t)
 			g.waitMetricEq(t, mTunnelsOpen, n, 10*time.Second)
+			openedAt := time.Now()
 
 			if code, body := postRebalance(t, g, "rate=100/s"); code != http.StatusConflict {
 				t.Fatalf("POST /rebalance with one backend: %d %q, want 409", code, body)
@@ -411,6 +412,8 @@ func TestCloseFramesRebalance(t *testing.T) {
 				t.Fatal(err)
 			}
 			g.waitState(t, b.addr, 15*time.Second, "healthy")
+			// A pass closes no tunnel younger than 5 s (loop/rebalance.go).
+			time.Sleep(time.Until(openedAt.Add(5500 * time.Millisecond)))
 			if code, body := postRebalance(t, g, "rate=100/s"); code != http.StatusAccepted {
 				t.Fatalf("POST /rebalance: %d %q, want 202", code, body)
 			}
