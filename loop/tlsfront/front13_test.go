@@ -319,6 +319,9 @@ type rawClient struct {
 	c      *net.TCPConn
 	rd, wr *tlsrec.Half
 	buf    []byte
+
+	suite        uint16
+	serverSecret []byte // SERVER_TRAFFIC_SECRET_0
 }
 
 func dialRaw(t *testing.T, addr string) *rawClient {
@@ -340,7 +343,7 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 	st := tc.ConnectionState()
 	rd, _ := tlsrec.NewHalf(st.CipherSuite, kl.m["SERVER_TRAFFIC_SECRET_0"], 0)
 	wr, _ := tlsrec.NewHalf(st.CipherSuite, kl.m["CLIENT_TRAFFIC_SECRET_0"], 0)
-	rcl := &rawClient{t: t, c: c.(*net.TCPConn), rd: rd, wr: wr}
+	rcl := &rawClient{t: t, c: c.(*net.TCPConn), rd: rd, wr: wr, suite: st.CipherSuite, serverSecret: kl.m["SERVER_TRAFFIC_SECRET_0"]}
 	if rc.buf != nil {
 		rcl.buf = append(rcl.buf, rc.bytes()...)
 	}
