@@ -33,12 +33,13 @@ import (
 // the front's secret and the connection id), so the reactor learns the
 // client, https and the id exactly as for a relayed connection.
 //
-// Records behave as with frontConn13: KeyUpdate is answered (in order with
-// our records), close_notify and EOF end the input (writes go on; a
-// reader waiting for more gets netpoll.ErrEOF), a record that fails gets
-// a fatal alert and ends the connection, a client's alert ends it. Takeover
-// hands the socket and the record state to the tunnel engine from the
-// close callback of a verified upgrade.
+// Records: KeyUpdate is answered (in order with our records), and ours is
+// sent at the key's usage limit; close_notify and EOF end the input
+// (writes go on; a reader waiting for more gets netpoll.ErrEOF; what
+// follows close_notify is ignored), a record that fails gets a fatal alert
+// and ends the connection (nothing of it is read), a client's alert ends
+// it. Takeover hands the socket and the record state to the tunnel engine
+// from the close callback of a verified upgrade.
 //
 // One goroutine runs a Conn13 (its handler and its waits); Close may come
 // from others (the idle wheel, a drain): it marks the connection closed
@@ -768,3 +769,12 @@ func (a *Conn13) Takeover() (h Handover, ok bool) {
 }
 
 var _ netpoll.Connection = (*Conn13)(nil)
+
+// Handover is a TLS 1.3 connection taken from the front for the tunnel
+// engine.
+type Handover struct {
+	Fd          int          // the client's socket (a new descriptor, close-on-exec, non-blocking); the caller owns it
+	Read, Write *tlsrec.Half // the client's direction and ours
+	Pending     []byte       // ciphertext from the client not yet opened (partial or whole records)
+	ToBackend   []byte       // the client's plaintext that the reactor has not read
+}

@@ -252,6 +252,67 @@ func socketEnds(t *testing.T, c net.Conn) {
 	}
 }
 
+// rawClient is a TLS 1.3 client whose records after the handshake are
+// this test's (tlsrec), so that it can send what crypto/tls would not: a
+// KeyUpdate when asked, a tampered record, a bare close_notify.
+type rawClient struct {
+	t      *testing.T
+	c      *net.TCPConn
+	rd, wr *tlsrec.Half
+	buf    []byte
+
+	suite        uint16
+	serverSecret []byte // SERVER_TRAFFIC_SECRET_0
+}
+
+func dialRaw(t *testing.T, addr string) *rawClient {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	sc, _ := newSysConn(c.(*net.TCPConn))
+	rc := newRecConn(sc, &keyLog{}) // bounded reads: the tickets stay for us
+	var kl keyLines
+	tc := tls.Client(rc, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, KeyLogWriter: &kl})
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	rd, _ := tlsrec.NewHalf(st.CipherSuite, kl.m["SERVER_TRAFFIC_SECRET_0"], 0)
+	wr, _ := tlsrec.NewHalf(st.CipherSuite, kl.m["CLIENT_TRAFFIC_SECRET_0"], 0)
+	rcl := &rawClient{t: t, c: c.(*net.TCPConn), rd: rd, wr: wr, suite: st.CipherSuite, serverSecret: kl.m["SERVER_TRAFFIC_SECRET_0"]}
+	if rc.buf != nil {
+		rcl.buf = append(rcl.buf, rc.bytes()...)
+	}
+	return rcl
+}
+
+func (r *rawClient) send(typ uint8, content []byte) {
+	r.t.Helper()
+	if _, err := r.c.Write(r.wr.Seal(nil, typ, content)); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// recv opens the next record that is not a session ticket.
+func (r *rawClient) recv() (uint8, []byte) {
+	r.t.Helper()
+	for {
+		typ, content, err := r.rd.Open(readRecord(r.t, &r.buf, r.c))
+		if err != nil {
+			r.t.Fatalf("client: %v", err)
+		}
+		if typ == tlsrec.TypeHandshake && content[0] == tlsrec.HandshakeNewSessionTicket {
+			continue
+		}
+		return typ, content
+	}
+}
+
 // A request in, a response out, through crypto/tls on the client's side.
 func TestConn13Exchange(t *testing.T) {
 	ff := startFront13(t)

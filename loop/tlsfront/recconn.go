@@ -9,11 +9,11 @@ import (
 )
 
 // cipherBufSize holds one TLS record of any size TLS 1.3 allows (header
-// included) and a KeyUpdate sealed in front of a full record.
+// included).
 const cipherBufSize = 17 << 10
 
-// cipherBufs hold ciphertext while it is in flight: records read from a
-// client, records sealed for it.
+// cipherBufs hold ciphertext read from a client during the handshake (and,
+// relayed, after it).
 var cipherBufs = sync.Pool{New: func() any { b := make([]byte, cipherBufSize); return &b }}
 
 // recConn is the client's socket as crypto/tls sees it during the

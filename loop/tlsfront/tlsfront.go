@@ -11,30 +11,46 @@
 // by hand). A goroutine-per-connection copy of the whole exchange and
 // tunnel logic would be a second proxy to keep in step.
 //
-// So TLS is terminated in front of the plain path: a goroutine per TLS
-// connection does the handshake with crypto/tls, dials a private plain
-// listener (a Unix socket in the abstract namespace, served by netpoll
-// exactly like --listen) and relays plaintext both ways. The first bytes
-// on that inner connection are a PROXY v2 header (loop/proxyproto) naming the
+// So TLS is terminated in front of the plain path, by a goroutine per TLS
+// connection that does the handshake with crypto/tls and then feeds the
+// plain path's own code, in one of two ways:
+//
+//   - TLS 1.3 (whose records are ours, below): the front's goroutine runs
+//     the reactor's own handlers (Config.Prepare and Config.Request, what
+//     netpoll calls for a plain connection) on Conn13 (conn13.go), a
+//     netpoll.Connection over the client's socket and wsgate's record
+//     layer (tunnel/tlsrec): records are opened when the exchange wants
+//     more input and sealed on Flush. Same exchange code, no inner socket,
+//     one goroutine: https keep-alive requests cost 0.61× HAProxy's CPU.
+//   - TLS 1.2 (and TLS 1.3 whose keys are not known, or a front without
+//     the hooks): the goroutine dials a private plain listener (a Unix
+//     socket in the abstract namespace, served by netpoll exactly like
+//     --listen) and relays plaintext both ways through crypto/tls
+//     (frontConn), a goroutine per direction.
+//
+// Either stream starts with a PROXY v2 header (loop/proxyproto) naming the
 // real client, with the PP2_TYPE_SSL TLV (so X-Forwarded-Proto is https and
 // --redirect-https leaves it alone) and a random per-process secret TLV, so
-// that no other local process can pose as the front. Every feature of the
-// plain path (limits, origins, stickiness, access log, verified upgrades,
-// the tunnel engine) works unchanged.
+// that no other local process can pose as the front (on the inner socket),
+// and, for a Conn13, its connection id. Every feature of the plain path
+// (limits, origins, stickiness, access log, verified upgrades, the tunnel
+// engine) works unchanged.
 //
-// Every message crosses the inner socket, so the front is built to cost
-// little per message: the inner socket is a Unix one, not TCP on
+// On the relay every message crosses the inner socket, so it is built to
+// cost little per message: the inner socket is a Unix one, not TCP on
 // 127.0.0.1 (no loopback TCP stack per write, no handshake or TIME_WAIT
 // per connection), and reads and writes are raw system calls made inside
 // the runtime poller's wait (sysconn.go); BENCHMARKS.md has what each
-// step saved.
+// step saved. The relay buffers are pooled and held only while bytes are
+// in flight.
 //
 // TLS 1.3 records are wsgate's own (tunnel/tlsrec), not crypto/tls's,
 // once the handshake is done, so that a connection that becomes a wss
 // tunnel can be handed to the tunnel engine with its exact record state
-// (Takeover): the tunnel then holds the client's socket and the backend's
-// (2 files) and no goroutine, like a plain one. The route to the state,
-// without a fork of crypto/tls:
+// (Conn13.Takeover, from the close callback of a verified upgrade): the
+// tunnel then holds the client's socket and the backend's (2 files) and
+// no goroutine, like a plain one. The route to the state, without a fork
+// of crypto/tls:
 //
 //   - The traffic secrets come from tls.Config.KeyLogWriter (one keyLog per
 //     Front): CLIENT_TRAFFIC_SECRET_0 and SERVER_TRAFFIC_SECRET_0 lines,
@@ -47,7 +63,7 @@
 //     server's handshake ends at the client's Finished, and crypto/tls
 //     has no byte past that record: the socket it reads (recConn) never
 //     returns bytes beyond the end of the current record. What the client
-//     sent behind its Finished stays in recConn's buffer, and the relay
+//     sent behind its Finished stays in recConn's buffer, and Conn13
 //     starts with it.
 //   - Our direction starts after the records crypto/tls wrote under the
 //     application key (its session tickets, in the server's flight):
@@ -57,27 +73,11 @@
 //     fail). The count is by authentication, not by guess. Session tickets
 //     stay on: resumption works.
 //
-// TLS 1.2 connections are relayed by crypto/tls as before, and their
-// tunnels go through the inner socket (4 files, two goroutines).
-//
-// Until a connection becomes a tunnel (or for good, if it never does), a
-// goroutine per direction relays it: records opened and sealed by
-// frontConn13 (KeyUpdate both ways, close_notify, a fatal alert for a
-// record that fails authentication, nothing of which is forwarded). The
-// relay buffers are pooled and held only while bytes are in flight (a
-// relay waits for readability with no buffer), so an idle connection
-// holds two goroutine stacks and no copy buffer.
-//
-// With Config.Prepare and Config.Request set (wsgate's loop does), a TLS
-// 1.3 connection whose records are ours skips the inner socket
-// altogether: Conn13 (conn13.go) is a netpoll.Connection over the
-// client's socket and tlsrec, and the front's goroutine runs the reactor's
-// own handlers on it, reading and opening records when the exchange wants
-// more input and sealing on Flush. Same exchange code, one goroutine per
-// connection instead of two, no inner socket (one file fewer, and no
-// extra write, read and wake-up per message each way): https keep-alive
-// requests cost 0.61× HAProxy's CPU instead of about 1.0-1.5×. The relay
-// (frontConn13) remains for a front without those hooks.
+// Relayed connections (TLS 1.2 and the rest) keep crypto/tls for their
+// records, and their tunnels go through the inner socket (4 files, two
+// goroutines). (An earlier relay of TLS 1.3 records by tlsrec over the
+// inner socket, whose connections could be handed over too, went with
+// Conn13: wsgate always sets the hooks.)
 //
 // The front knows nothing of the reactor that serves its inner listener:
 // Config gives it the timeouts, the PROXY header's secret, the admission
@@ -223,7 +223,6 @@ type Front struct {
 	conf   *tls.Config    // immutable; reads certs
 
 	keys   keyLog   // the tls.Config's KeyLogWriter (recconn.go)
-	conns  sync.Map // connection id → *frontConn13, while it can be taken over
 	live   sync.Map // connection id → *Conn13, until it is closed
 	nextID atomic.Uint64
 
@@ -363,9 +362,9 @@ func (f *Front) acceptLoop(ln net.Listener) {
 }
 
 // serve runs one TLS connection: handshake (bounded by HeaderTimeout),
-// then the relay to the inner listener: records of TLS 1.3 by tlsrec
-// (frontConn13, which Takeover can hand to the tunnel engine), the rest
-// by crypto/tls (frontConn).
+// then, for TLS 1.3 whose records can be ours and a front with the hooks,
+// Conn13 (serve13); else the relay to the inner listener by crypto/tls
+// (frontConn).
 func (f *Front) serve(c *net.TCPConn) {
 	cs, err := newSysConn(c)
 	if err != nil {
@@ -388,7 +387,13 @@ func (f *Front) serve(c *net.TCPConn) {
 	}
 	inc(f.cfg.Handshakes)
 	st := tc.ConnectionState()
-	rd, wr, ok13 := rc.handover13(st)
+	var rd, wr *tlsrec.Half
+	ok13 := false
+	if f.cfg.Request != nil {
+		rd, wr, ok13 = rc.handover13(st)
+	} else {
+		rc.forget() // crypto/tls keeps the records
+	}
 	switch {
 	case ok13:
 		inc(f.cfg.TLS13Engine)
@@ -397,23 +402,17 @@ func (f *Front) serve(c *net.TCPConn) {
 	default:
 		inc(f.cfg.TLS12)
 	}
-	if !ok13 {
-		rc.passthrough = true // crypto/tls reads on, through what is buffered
-	}
-	if ok13 && f.cfg.Request != nil {
+	if ok13 {
 		f.serve13(c, cs, rd, wr, rc)
 		return
 	}
+	rc.passthrough = true // crypto/tls reads on, through what is buffered
 	ic, err := dialInner(f.innerA)
 	f.handshaking.Add(-1)
 	if err != nil {
 		if outOfFiles(err) {
 			f.outOfFiles("relaying a TLS connection", err)
-			if ok13 {
-				answer503Sealed(c, wr)
-			} else {
-				f.answer503(tc)
-			}
+			f.answer503(tc)
 		} else {
 			f.logf("tls: inner connection: %v", err)
 		}
@@ -428,33 +427,21 @@ func (f *Front) serve(c *net.TCPConn) {
 		c.Close()
 		return
 	}
-	var id uint64
-	if ok13 {
-		id = f.nextID.Add(1)
-	}
 	hdr := make([]byte, 0, 80)
-	hdr = proxyproto.AppendV2Conn(hdr, c.RemoteAddr().(*net.TCPAddr).AddrPort(), c.LocalAddr().(*net.TCPAddr).AddrPort(), true, f.cfg.Secret, id)
-	var run func()
-	if ok13 {
-		fc := newFrontConn13(f, id, c, cs, ic, is, rd, wr, rc)
-		f.conns.Store(id, fc) // before the header: the reactor may ask for it at once
-		run = fc.relay
-	} else {
-		run = newFrontConn(f, tc, c, cs, ic, is).relay
-	}
+	hdr = proxyproto.AppendV2Conn(hdr, c.RemoteAddr().(*net.TCPAddr).AddrPort(), c.LocalAddr().(*net.TCPAddr).AddrPort(), true, f.cfg.Secret, 0)
 	if _, err := is.Write(hdr); err != nil {
-		f.conns.Delete(id)
 		rc.release()
 		ic.Close()
 		c.Close()
 		return
 	}
+	fc := newFrontConn(f, tc, c, cs, ic, is)
 	f.relaying.Add(1)
 	// The relay runs on fresh goroutines, not on this one, whose stack grew
 	// during the handshake (crypto).
 	go func() {
 		defer f.relaying.Add(-1)
-		run()
+		fc.relay()
 	}()
 }
 
@@ -515,18 +502,16 @@ func dialInner(a *net.UnixAddr) (*net.UnixConn, error) {
 
 var testDialInner atomic.Pointer[func(*net.UnixAddr) (*net.UnixConn, error)]
 
-// answer503Sealed is answer503 for a TLS 1.3 connection whose records are
-// ours (handover13): the 503 and close_notify sealed with wr, then close.
-func answer503Sealed(c *net.TCPConn, wr *tlsrec.Half) {
-	b := bytebufferpool.Get()
-	b.B = http1.AppendRetryAfter(b.B, 503, 1, true)
-	var alert [2]byte
-	out := wr.Seal(nil, tlsrec.TypeApplicationData, b.B)
-	out = wr.Seal(out, tlsrec.TypeAlert, tlsrec.AppendAlert(alert[:0], tlsrec.AlertLevelWarning, tlsrec.AlertCloseNotify))
-	bytebufferpool.Put(b)
-	c.SetWriteDeadline(time.Now().Add(time.Second))
-	c.Write(out)
-	c.Close()
+// Takeover hands over a connection relayed over the inner socket, by the
+// id its PROXY header carries: none can be any more (relayed connections'
+// records are crypto/tls's, and their headers carry no id), so it refuses
+// (counted), and the caller tunnels the inner connection. The TLS 1.3
+// connections the front serves itself are handed over by Conn13.Takeover.
+// (loop/tls.go still calls it for an inner connection whose header has an
+// id, which none has now; it can go with that call.)
+func (f *Front) Takeover(id uint64, innerFd int) (h Handover, ok bool) {
+	inc(f.cfg.TakeoverFails)
+	return h, false
 }
 
 // answer503 tells a client that got through the handshake that this
