@@ -68,12 +68,15 @@ type Conn13 struct {
 	rdl, rdlOn time.Time // the read deadline asked for (SetReadDeadline), and the one set on c
 
 	// Output: out holds sealed records and, from rec (-1: none), the record
-	// being filled (header room, then content). mal is Malloc'd content
-	// not yet committed.
+	// being filled (header room, then content). mal holds the slices
+	// Malloc handed out, in order with copies of what was written behind
+	// the first of them: laid out on Flush (a Malloc'd slice may be filled
+	// until then); malN is their length.
 	out     []byte
 	outp    *[]byte
 	rec     int
-	mal     []byte
+	mal     [][]byte
+	malN    int
 	wdl     time.Time // the write deadline set on c
 	werr    error
 	wclosed bool // close_notify sent (CloseWrite)
@@ -518,8 +521,11 @@ func (a *Conn13) writeOut() error {
 
 func (a *Conn13) commitMal() {
 	if len(a.mal) > 0 {
-		a.appendPlain(a.mal)
-		a.mal = a.mal[:0]
+		for _, p := range a.mal {
+			a.appendPlain(p)
+		}
+		clear(a.mal)
+		a.mal, a.malN = a.mal[:0], 0
 	}
 }
 
@@ -693,24 +699,44 @@ func (a *Conn13) Release() error {
 
 // Writer.
 
+// Malloc hands out n bytes to fill, sent in order with what is written
+// (netpoll's Writer: valid until Flush). The reactor does not use it: it
+// costs an allocation, and what is written behind it is copied once more.
 func (a *Conn13) Malloc(n int) ([]byte, error) {
-	l := len(a.mal)
-	a.mal = append(a.mal, make([]byte, n)...)
-	return a.mal[l : l+n : l+n], nil
+	p := make([]byte, n)
+	a.mal = append(a.mal, p)
+	a.malN += n
+	return p, nil
 }
 
-func (a *Conn13) MallocLen() int { return len(a.mal) }
+// MallocLen is the length of what Malloc handed out, and of what was
+// written behind it, not yet flushed.
+func (a *Conn13) MallocLen() int { return a.malN }
 
+// MallocAck keeps the first n bytes of MallocLen's and drops the rest.
 func (a *Conn13) MallocAck(n int) error {
-	if n < 0 || n > len(a.mal) {
+	if n < 0 || n > a.malN {
 		return errUnsupported
 	}
-	a.mal = a.mal[:n]
+	a.malN = n
+	for i, p := range a.mal {
+		if n <= len(p) {
+			a.mal[i] = p[:n]
+			clear(a.mal[i+1:])
+			a.mal = a.mal[:i+1]
+			break
+		}
+		n -= len(p)
+	}
 	return nil
 }
 
 func (a *Conn13) WriteBinary(p []byte) (int, error) {
-	a.commitMal()
+	if len(a.mal) > 0 { // behind a Malloc'd slice that may not be filled yet
+		a.mal = append(a.mal, append([]byte(nil), p...))
+		a.malN += len(p)
+		return len(p), nil
+	}
 	a.appendPlain(p)
 	return len(p), nil
 }

@@ -1025,6 +1025,33 @@ func TestConn13Flush(t *testing.T) {
 			t.Fatalf("client read %q, %v", got, err)
 		}
 	})
+	t.Run("Malloc", func(t *testing.T) { // slices filled late, after other Mallocs and writes
+		tc := dialTLS(t, ff.addr(), nil)
+		d := ff.accept(t)
+		var err error
+		var ml int
+		d.do(t, func(a *Conn13) {
+			a.WriteString("<")
+			b1, _ := a.Malloc(3)
+			b2, _ := a.Malloc(4)
+			a.WriteString("-")
+			b3, _ := a.Malloc(2)
+			a.WriteString("dropped")
+			copy(b3, "hi")
+			copy(b2, "defg")
+			copy(b1, "abc")
+			ml = a.MallocLen()
+			a.MallocAck(ml - len("dropped"))
+			a.WriteString(">")
+			err = a.Flush()
+		})
+		if err != nil || ml != 17 {
+			t.Fatalf("Flush: %v (MallocLen %d, want 17)", err, ml)
+		}
+		if got := readTLS(t, tc, 12); got != "<abcdefg-hi>" {
+			t.Fatalf("client read %q, want <abcdefg-hi>", got)
+		}
+	})
 	t.Run("records", func(t *testing.T) {
 		cl := dialRaw(t, ff.addr())
 		d := ff.accept(t)
