@@ -94,14 +94,11 @@ func (s *Server) takeOverTLS(cc *clientConn, c netpoll.Connection, b *balancer.B
 	if s.edge == nil || s.edge.tls == nil {
 		return false
 	}
-	var h tlsfront.Handover
-	var ok bool
-	switch c := c.(type) {
-	case *tlsfront.Conn13: // served without an inner socket: c is the client's own
-		h, ok = c.Takeover()
-	case netpoll.Conn:
-		h, ok = s.edge.tls.Takeover(cc.frontID, c.Fd())
+	c13, ok := c.(*tlsfront.Conn13) // TLS 1.3 served without an inner socket: c is the client's own
+	if !ok {
+		return false // relayed by crypto/tls over the inner socket (TLS 1.2): the caller tunnels that
 	}
+	h, ok := c13.Takeover()
 	if !ok {
 		return false
 	}

@@ -502,18 +502,6 @@ func dialInner(a *net.UnixAddr) (*net.UnixConn, error) {
 
 var testDialInner atomic.Pointer[func(*net.UnixAddr) (*net.UnixConn, error)]
 
-// Takeover hands over a connection relayed over the inner socket, by the
-// id its PROXY header carries: none can be any more (relayed connections'
-// records are crypto/tls's, and their headers carry no id), so it refuses
-// (counted), and the caller tunnels the inner connection. The TLS 1.3
-// connections the front serves itself are handed over by Conn13.Takeover.
-// (loop/tls.go still calls it for an inner connection whose header has an
-// id, which none has now; it can go with that call.)
-func (f *Front) Takeover(id uint64, innerFd int) (h Handover, ok bool) {
-	inc(f.cfg.TakeoverFails)
-	return h, false
-}
-
 // answer503 tells a client that got through the handshake that this
 // process is out of files.
 func (f *Front) answer503(tc *tls.Conn) {
