@@ -116,7 +116,10 @@ func registerOpsMetrics(srv *loop.Server, engine *tunnel.Engine, bal *balancer.B
 				metrics.WriteGaugeUint64(w, `wsgate_backend_inflight`+labels, uint64(max(b.InFlight, 0)))
 				metrics.WriteCounterUint64(w, `wsgate_backend_failures_total`+labels, b.Failures)
 				metrics.WriteCounterUint64(w, `wsgate_backend_picks_total`+labels, b.Picks)
+				metrics.WriteGaugeFloat64(w, `wsgate_backend_fair_tunnels`+labels, b.Fair)
+				metrics.WriteCounterUint64(w, `wsgate_rebalance_moved_total`+labels, b.Moved)
 			}
+			writePoolMetrics(w, bal, p) // queue_flags.go: the queue and rebalancing passes
 		}
 		if alog != nil {
 			metrics.WriteCounterUint64(w, `wsgate_access_log_lines_total`, alog.Written())

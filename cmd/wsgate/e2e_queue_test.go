@@ -223,3 +223,39 @@ func TestQueueFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsSeriesOnce: every series on /metrics appears once (two
+// writers of the same per-backend series would make Prometheus reject the
+// scrape), and the queue and rebalancing series are there.
+func TestMetricsSeriesOnce(t *testing.T) {
+	a, b := startBackend(t, "a", 0, nil), startBackend(t, "b", 0, nil)
+	g := startGate(t, "-b", a.addr+",max-conns=3", "-b", b.addr, "--health-path", "")
+	resp, err := e2eHTTP.Get("http://" + g.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		series := line[:strings.LastIndexByte(line, ' ')]
+		if seen[series] {
+			t.Errorf("series %s written twice", series)
+		}
+		seen[series] = true
+	}
+	for _, want := range []string{
+		`wsgate_queue_length{pool="default"}`,
+		`wsgate_rebalance_passes_total{pool="default"}`,
+		`wsgate_backend_fair_tunnels{pool="default",backend="` + a.addr + `"}`,
+		`wsgate_rebalance_moved_total{pool="default",backend="` + b.addr + `"}`,
+		`wsgate_backend_tunnels{pool="default",backend="` + a.addr + `"}`,
+	} {
+		if !seen[want] {
+			t.Errorf("no series %s", want)
+		}
+	}
+}

@@ -235,7 +235,6 @@ func adminHandler(bal *balancer.Balancer, tlsSt *tlsStatus) http.Handler {
 // The server's and the engine's own counters (their metrics.Sets) are
 // served with the process's.
 func registerGauges(srv *loop.Server, engine *tunnel.Engine, bal *balancer.Balancer) {
-	metrics.RegisterMetricsWriter(func(w io.Writer) { writeLoadMetrics(w, bal) }) // queue_flags.go
 	metrics.RegisterSet(srv.Metrics())
 	metrics.RegisterSet(engine.Metrics())
 	metrics.NewGauge(`wsgate_connections_open`, func() float64 { return float64(srv.OpenConns()) })

@@ -119,30 +119,20 @@ func rebalanceHandler(bal *balancer.Balancer) http.Handler {
 	})
 }
 
-// writeLoadMetrics writes, when /metrics is scraped, what changes with the
-// backend set (a reload adds and removes backends and pools): per pool the
-// queue and its counters, per backend the live tunnels, the fair share of
-// them and the tunnels rebalancing moved.
-func writeLoadMetrics(w io.Writer, bal *balancer.Balancer) {
-	for _, p := range bal.Pools() {
-		pl := fmt.Sprintf(`pool=%q`, p.Name())
-		metrics.WriteGaugeUint64(w, `wsgate_queue_length{`+pl+`}`, uint64(max(p.QueueLen(), 0)))
-		qs := p.QueueStats()
-		metrics.WriteCounterUint64(w, `wsgate_queue_queued_total{`+pl+`}`, qs.Queued)
-		metrics.WriteCounterUint64(w, `wsgate_queue_served_total{`+pl+`}`, qs.Served)
-		rb := p.Rebalancer()
-		started, stopped := rb.Passes()
-		metrics.WriteCounterUint64(w, `wsgate_rebalance_passes_total{`+pl+`}`, started)
-		metrics.WriteCounterUint64(w, `wsgate_rebalance_passes_stopped_total{`+pl+`}`, stopped)
-		fair := map[*balancer.Backend]float64{}
-		for _, st := range rb.Status() {
-			fair[st.Backend] = st.Fair
-		}
-		for _, b := range p.Backends() {
-			bl := fmt.Sprintf(`%s,backend=%q`, pl, b.Addr())
-			metrics.WriteGaugeUint64(w, `wsgate_backend_tunnels{`+bl+`}`, uint64(max(b.Tunnels(), 0)))
-			metrics.WriteGaugeFloat64(w, `wsgate_backend_fair_tunnels{`+bl+`}`, fair[b])
-			metrics.WriteCounterUint64(w, `wsgate_rebalance_moved_total{`+bl+`}`, b.Moved())
-		}
+// writePoolMetrics writes, when /metrics is scraped, pool p's queue and
+// rebalancing passes (its backends' fair shares and moves are written with
+// the other per-backend values, admin.go).
+func writePoolMetrics(w io.Writer, bal *balancer.Balancer, p balancer.PoolStatus) {
+	pool := bal.Pool(p.Name)
+	if pool == nil {
+		return
 	}
+	pl := `{pool="` + p.Name + `"}`
+	metrics.WriteGaugeUint64(w, `wsgate_queue_length`+pl, uint64(max(p.Queue, 0)))
+	qs := pool.QueueStats()
+	metrics.WriteCounterUint64(w, `wsgate_queue_queued_total`+pl, qs.Queued)
+	metrics.WriteCounterUint64(w, `wsgate_queue_served_total`+pl, qs.Served)
+	started, stopped := pool.Rebalancer().Passes()
+	metrics.WriteCounterUint64(w, `wsgate_rebalance_passes_total`+pl, started)
+	metrics.WriteCounterUint64(w, `wsgate_rebalance_passes_stopped_total`+pl, stopped)
 }
