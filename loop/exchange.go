@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cloudwego/netpoll"
+	"github.com/valyala/bytebufferpool"
 
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/http1"
@@ -650,10 +651,16 @@ func (s *Server) reject(cc *clientConn, status int) action {
 // fail sends a short error response; the connection stays open only when
 // close is false.
 func (s *Server) fail(cc *clientConn, status int, close bool) action {
-	s.m.countStatus(status)
-	cc.status = uint16(status)
 	b := buffers.Get()
 	b.B = http1.AppendError(b.B, status, close)
+	return s.sendError(cc, b, status, close)
+}
+
+// sendError sends the error response in b (returning b to its pool), as
+// fail does.
+func (s *Server) sendError(cc *clientConn, b *bytebufferpool.ByteBuffer, status int, close bool) action {
+	s.m.countStatus(status)
+	cc.status = uint16(status)
 	cc.conn.Writer().WriteBinary(b.B)
 	err := cc.conn.Writer().Flush()
 	buffers.Put(b)

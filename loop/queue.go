@@ -28,18 +28,10 @@ func (s *Server) queueRefused(cc *clientConn, pool *balancer.Pool, err error, cl
 		reason = "full"
 	}
 	s.m.set.GetOrCreateCounter(`wsgate_queue_refused_total{pool="` + pool.Name() + `",reason="` + reason + `"}`).Inc()
-	s.m.countStatus(503)
-	cc.status = 503
 	secs := int((s.cfg.QueueTimeout + time.Second - 1) / time.Second)
 	b := buffers.Get()
 	b.B = http1.AppendRetryAfter(b.B, 503, secs, close)
-	cc.conn.Writer().WriteBinary(b.B)
-	werr := cc.conn.Writer().Flush()
-	buffers.Put(b)
-	if close || werr != nil {
-		return actClose
-	}
-	return actKeep
+	return s.sendError(cc, b, 503, close) // exchange.go, as fail
 }
 
 // queueWait records how long a request waited for its slot (also a wait

@@ -152,29 +152,17 @@ func (s *Server) pick(pool *balancer.Pool, ex *exchange) (*balancer.Backend, err
 	s.sticky.Sweep()
 	if b := st.want; b != nil {
 		st.want = nil
-		if s.pin(b, ex) {
+		ok, err := s.pin(pool, b, ex)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			st.pinned = b
 			s.m.stickyHits.Inc()
 			if len(st.sid) > 0 {
 				st.ref = s.sticky.Join(st.sid, b)
 			}
 			return b, nil
-		}
-		if b.Healthy() && !ex.skip(b) { // at its max-conns: wait for it
-			only := func(x *balancer.Backend) bool { return x != b || ex.skip(x) }
-			got, waited, err := pool.PickWait(only, ex.ws, s.cfg.QueueTimeout)
-			s.m.queueWait(pool.Name(), waited)
-			if got != nil {
-				st.pinned = got
-				s.m.stickyHits.Inc()
-				if len(st.sid) > 0 {
-					st.ref = s.sticky.Join(st.sid, got)
-				}
-				return got, nil
-			}
-			if err != balancer.ErrNoBackend {
-				return nil, err
-			}
 		}
 		s.m.stickyMiss(missUnhealthy)
 	} else if st.pinned != nil {
@@ -189,12 +177,19 @@ func (s *Server) pick(pool *balancer.Pool, ex *exchange) (*balancer.Backend, err
 	if st.ip {
 		return s.sticky.PickHash(pool, st.ipKey, ex.skip), nil
 	}
-	b, waited, err := pool.PickWait(ex.skip, ex.ws, s.cfg.QueueTimeout)
+	return s.pickWait(pool, ex.skip, ex.ws)
+}
+
+// pickWait is Pool.PickWait with the queue's wait recorded. No usable
+// backend is not an error here (nil, nil): the caller answers 503, or 502
+// when it has tried some.
+func (s *Server) pickWait(pool *balancer.Pool, skip func(*balancer.Backend) bool, ws bool) (*balancer.Backend, error) {
+	b, waited, err := pool.PickWait(skip, ws, s.cfg.QueueTimeout)
 	if waited > 0 || err == balancer.ErrQueueTimeout {
 		s.m.queueWait(pool.Name(), waited)
 	}
 	if err == balancer.ErrNoBackend {
-		err = nil // 503 or 502 as before: none usable, or none left to try
+		err = nil
 	}
 	return b, err
 }
@@ -397,11 +392,18 @@ func parseForwardedAddr(b []byte) (netip.Addr, bool) {
 }
 
 // pin counts one against the session's own node b when it takes the
-// request now: usable, not skipped, below its max-conns and, for a
-// WebSocket handshake, with a handshake token (--max-handshakes-per-backend).
-func (s *Server) pin(b *balancer.Backend, ex *exchange) bool {
-	if ex.ws {
-		return s.sticky.PinUpgrade(b, ex.skip)
+// request: usable, not skipped, below its max-conns and, for a WebSocket
+// handshake, with a handshake token (--max-handshakes-per-backend). A
+// healthy node that is only full is waited for in the pool's queue, with
+// every other node skipped. false, nil: b cannot take it (the caller picks
+// another); an error: the wait ended without a slot.
+func (s *Server) pin(pool *balancer.Pool, b *balancer.Backend, ex *exchange) (bool, error) {
+	if ex.ws && s.sticky.PinUpgrade(b, ex.skip) || !ex.ws && s.sticky.Pin(b, ex.skip) {
+		return true, nil
 	}
-	return s.sticky.Pin(b, ex.skip)
+	if !b.Healthy() || ex.skip(b) {
+		return false, nil
+	}
+	got, err := s.pickWait(pool, func(x *balancer.Backend) bool { return x != b || ex.skip(x) }, ex.ws)
+	return got != nil, err
 }
