@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -137,36 +136,11 @@ func runHold(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wsbench hold: %v\n", err)
 		return exitUsage
 	}
-	if f.json {
-		err = res.WriteJSON(stdout)
-	} else {
-		err = res.WriteText(stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "wsbench: %v\n", err)
-		return exitProblem
-	}
-	if f.report != "" {
-		if err := writeHoldReport(f.report, res); err != nil {
-			fmt.Fprintf(stderr, "wsbench: --report: %v\n", err)
-			return exitProblem
-		}
-		fmt.Fprintf(stderr, "wsbench: report written to %s\n", f.report)
+	if code := output(res, f.json, f.report, stdout, stderr); code != exitOK { // main.go
+		return code
 	}
 	if res.Initial.OK == 0 {
 		return exitProblem
 	}
 	return exitOK
-}
-
-func writeHoldReport(path string, res *bench.HoldReport) error {
-	fh, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := res.WriteHTML(fh); err != nil {
-		fh.Close()
-		return err
-	}
-	return fh.Close()
 }

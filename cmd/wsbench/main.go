@@ -230,7 +230,28 @@ func execute(ctx context.Context, cfg bench.Config, f *loadFlags, stdout, stderr
 		fmt.Fprintf(stderr, "wsbench %s: %v\n", cfg.Mode, err)
 		return exitUsage
 	}
-	if f.json {
+	if code := output(res, f.json, f.report, stdout, stderr); code != exitOK {
+		return code
+	}
+	if res.Connected == 0 {
+		return exitProblem
+	}
+	return exitOK
+}
+
+// report is what a scenario's result can be written as: bench.Result and
+// bench.HoldReport.
+type report interface {
+	WriteText(io.Writer) error
+	WriteJSON(io.Writer) error
+	WriteHTML(io.Writer) error
+}
+
+// output writes res to stdout (--json or text) and, with --report, as a
+// self-contained HTML page.
+func output(res report, asJSON bool, htmlPath string, stdout, stderr io.Writer) int {
+	var err error
+	if asJSON {
 		err = res.WriteJSON(stdout)
 	} else {
 		err = res.WriteText(stdout)
@@ -239,20 +260,17 @@ func execute(ctx context.Context, cfg bench.Config, f *loadFlags, stdout, stderr
 		fmt.Fprintf(stderr, "wsbench: %v\n", err)
 		return exitProblem
 	}
-	if f.report != "" {
-		if err := writeReport(f.report, res); err != nil {
+	if htmlPath != "" {
+		if err := writeHTML(htmlPath, res); err != nil {
 			fmt.Fprintf(stderr, "wsbench: --report: %v\n", err)
 			return exitProblem
 		}
-		fmt.Fprintf(stderr, "wsbench: report written to %s\n", f.report)
-	}
-	if res.Connected == 0 {
-		return exitProblem
+		fmt.Fprintf(stderr, "wsbench: report written to %s\n", htmlPath)
 	}
 	return exitOK
 }
 
-func writeReport(path string, res *bench.Result) error {
+func writeHTML(path string, res report) error {
 	fh, err := os.Create(path)
 	if err != nil {
 		return err
