@@ -11,6 +11,7 @@ import (
 
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/http1"
+	"github.com/wsgate/wsgate/tunnel"
 )
 
 // clientFault is a failure on the client's side of an exchange: the status
@@ -153,7 +154,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 		}
 		if attempt == 0 && uc.reused && replayable && nbuf == 0 && status != 0 && isStale(uerr) {
 			uc.c.Close()
-			fresh, err := s.ups.dial(b, s.cfg.ConnectTimeout)
+			fresh, err := s.ups.dial(b, s.cfg.ConnectTimeout, s.tunnelsFor(cc, ex))
 			if err != nil { // as a failed connect: the next backend is tried
 				s.connectFailed(b, ex, err)
 				if fresh, act = s.connect(cc, ex, pool, closeAfter); fresh == nil {
@@ -247,7 +248,7 @@ func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, clos
 			}
 			own.c.Close()
 		}
-		uc, err := s.ups.get(b, s.cfg.ConnectTimeout)
+		uc, err := s.ups.get(b, s.cfg.ConnectTimeout, s.tunnelsFor(cc, ex))
 		if err == nil {
 			return uc, actKeep
 		}
@@ -259,6 +260,18 @@ func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, clos
 		}
 		s.connectFailed(b, ex, err)
 	}
+}
+
+// tunnelsFor returns the tunnel engine when the exchange's new backend
+// socket should be dialed onto its loop (pending.go): a WebSocket
+// handshake on a connection whose tunnel is a plain one (TLS 1.3
+// connections the engine takes over with their records hand over a
+// socket fd of their own).
+func (s *Server) tunnelsFor(cc *clientConn, ex *exchange) *tunnel.Engine {
+	if ex.ws && cc.frontID == 0 {
+		return s.cfg.Tunnels
+	}
+	return nil
 }
 
 // connectFailed accounts for a failed connect to b: passive health, metrics,
@@ -689,11 +702,15 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 	toClient := make([]byte, 0, len(ex.out)+nbuf-resp.HeadLen) // ex is reused once the handler returns
 	toClient = append(toClient, ex.out...)
 	toClient = append(toClient, ex.buf[resp.HeadLen:nbuf]...)
-	upfd, err := uc.takeFd()
-	if err != nil {
-		s.logTunnelErr(err)
-		b.Release()
-		return actClose
+	ps := uc.pendingOf() // a socket on the engine's loop moves as it is (pending.go)
+	upfd := -1
+	if ps == nil {
+		var err error
+		if upfd, err = uc.takeFd(); err != nil {
+			s.logTunnelErr(err)
+			b.Release()
+			return actClose
+		}
 	}
 	s.m.countStatus(101)
 	cc.status = 101
@@ -712,11 +729,20 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 		fd, err := dupFd(c)
 		if err != nil { // the client never got its 101; closing tells it
 			s.logTunnelErr(err)
-			closeFd(upfd)
+			if ps != nil {
+				ps.Close()
+			} else {
+				closeFd(upfd)
+			}
 			b.Release()
 			return nil
 		}
-		if err := s.addTunnel(b, fd, upfd, toBackend, toClient, done); err != nil { // tunnel.go: counts the tunnel on b
+		if ps != nil {
+			err = s.addPendingTunnel(b, fd, ps, toBackend, toClient, done) // pending.go: counts the tunnel on b
+		} else {
+			err = s.addTunnel(b, fd, upfd, toBackend, toClient, done) // tunnel.go: counts the tunnel on b
+		}
+		if err != nil {
 			s.logTunnelErr(err)
 		}
 		return nil

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/tunnel"
 	"github.com/wsgate/wsgate/tunnel/rawsys"
 )
 
@@ -90,7 +91,10 @@ func (u *upstreams) init(maxIdle int, idleFor time.Duration, m *serverMetrics) {
 // to a request smuggled in a body the backend parsed differently) would
 // otherwise be read as the answer to the next request, from any client.
 // The check is one recvfrom(MSG_PEEK); BENCHMARKS.md has its cost.
-func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration) (*upConn, error) {
+//
+// With tunnels set (a WebSocket handshake whose socket may become a
+// tunnel), a new connection is dialed onto the engine's loop (pending.go).
+func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration, tunnels *tunnel.Engine) (*upConn, error) {
 	now := time.Now()
 	for {
 		u.mu.Lock()
@@ -109,7 +113,7 @@ func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration) (*upC
 		}
 		uc.c.Close()
 	}
-	return u.dial(b, connectTimeout)
+	return u.dial(b, connectTimeout, tunnels)
 }
 
 // reusable reports whether an idle connection may carry another request:
@@ -132,11 +136,18 @@ func (uc *upConn) reusable(now time.Time, idleFor time.Duration, m *serverMetric
 	return false
 }
 
-// dial opens a new connection to b: dialRaw for an IP address, net.Dialer
-// for a name.
-func (u *upstreams) dial(b *balancer.Backend, connectTimeout time.Duration) (*upConn, error) {
+// dial opens a new connection to b: dialPending (with tunnels) or dialRaw
+// for an IP address, net.Dialer for a name.
+func (u *upstreams) dial(b *balancer.Backend, connectTimeout time.Duration, tunnels *tunnel.Engine) (*upConn, error) {
 	var c upSocket
 	if ap, err := netip.ParseAddrPort(b.Addr()); err == nil && ap.Addr().Zone() == "" {
+		if tunnels != nil {
+			ps, err := dialPending(tunnels, ap, b.Addr(), connectTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return newUpConn(ps, b)
+		}
 		f, err := dialRaw(ap, b.Addr(), connectTimeout)
 		if err != nil {
 			return nil, err
@@ -244,6 +255,10 @@ func (uc *upConn) roundTrip(req, b []byte) (n int, sendErr, err error) {
 // (alive peeks through Control, which ignores deadlines), and leaving it
 // saves a timer operation per request.
 func (u *upstreams) put(uc *upConn) {
+	if uc.pendingOf() != nil { // a handshake's socket on the engine's loop is not pooled (pending.go)
+		uc.c.Close()
+		return
+	}
 	uc.idleAt = time.Now()
 	u.mu.Lock()
 	if u.pools != nil && len(u.pools[uc.b]) < u.maxIdle {

@@ -135,8 +135,12 @@ func checkFds(clientFd, backendFd int) error {
 
 // enqueueAdd hands c to the least-loaded loop.
 func (e *Engine) enqueueAdd(c command) error {
+	return e.enqueueAddOn(e.pick(), c)
+}
+
+// enqueueAddOn hands c to loop l.
+func (e *Engine) enqueueAddOn(l *loop, c command) error {
 	c.start = int64(e.cfg.Now().Sub(e.epoch))
-	l := e.pick()
 	l.load.Add(1)
 	e.n.Add(1)
 	if !l.enqueue(c) {

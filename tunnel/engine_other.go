@@ -36,3 +36,23 @@ func (e *Engine) Metrics() *metrics.Set { return metrics.NewSet() }
 
 // CloseTaggedBefore does nothing where the engine is unavailable.
 func (e *Engine) CloseTaggedBefore(tag uint64, before time.Time, n int, r Reason) int { return 0 }
+
+// Pending is unavailable on this OS (Attach returns ErrUnsupported).
+type Pending struct{}
+
+// Attach returns ErrUnsupported.
+func (e *Engine) Attach(fd int, connecting bool) (*Pending, error) { return nil, ErrUnsupported }
+
+// Fd returns -1.
+func (p *Pending) Fd() int { return -1 }
+
+// Wait returns ErrUnsupported.
+func (p *Pending) Wait(deadline time.Time) error { return ErrUnsupported }
+
+// Close does nothing.
+func (p *Pending) Close() {}
+
+// AddPending returns ErrUnsupported.
+func (e *Engine) AddPending(tag uint64, clientFd int, p *Pending, toBackend, toClient []byte, done func(Stats)) error {
+	return ErrUnsupported
+}

@@ -34,18 +34,19 @@ const (
 
 // command is what other goroutines hand to a loop through its queue.
 type command struct {
-	kind      cmdKind
-	fd        [2]int32   // cmdAdd: [SideClient], [SideBackend]
-	init      [2]*[]byte // cmdAdd: initial bytes read from side i, owned by the command until added
-	initN     [2]int32
-	start     int64 // cmdAdd: nanoseconds since Engine.epoch
-	done      func(Stats)
-	tag       uint64        // cmdAdd
-	tls       *tlsConn      // cmdAdd: the client side's TLS state (AddTLS); nil for plain
-	initPlain int32         // cmdAdd with tls: plaintext bytes sealed into init[SideBackend]
-	fr        [2]frames     // cmdAdd: the frame trackers after the initial bytes, by source side
-	fn        func(*loop)   // cmdRun
-	ack       chan struct{} // cmdRun
+	kind       cmdKind
+	fd         [2]int32   // cmdAdd: [SideClient], [SideBackend]
+	init       [2]*[]byte // cmdAdd: initial bytes read from side i, owned by the command until added
+	initN      [2]int32
+	start      int64 // cmdAdd: nanoseconds since Engine.epoch
+	done       func(Stats)
+	tag        uint64        // cmdAdd
+	tls        *tlsConn      // cmdAdd: the client side's TLS state (AddTLS); nil for plain
+	registered bool          // cmdAdd: the backend fd is a Pending's, registered on this loop already (AddPending)
+	initPlain  int32         // cmdAdd with tls: plaintext bytes sealed into init[SideBackend]
+	fr         [2]frames     // cmdAdd: the frame trackers after the initial bytes, by source side
+	fn         func(*loop)   // cmdRun
+	ack        chan struct{} // cmdRun
 }
 
 // loop is one epoll loop and the tunnels on it. Fields below mu are shared
@@ -95,6 +96,8 @@ type loop struct {
 	parked bool      // guarded by mu: the loop is (about to be) parked on Go's netpoller
 
 	pending atomic.Bool // the queue may hold commands; checked after every batch
+
+	pend pendTable // handshakes' backend sockets (pending_linux.go)
 }
 
 func newLoop(e *Engine) (*loop, error) {
@@ -267,8 +270,12 @@ func (l *loop) run() {
 		commands := l.pending.Load()
 		for i := 0; i < n; i++ {
 			ev := &l.events[i]
-			if ev.Fd == wakeData {
-				commands = true
+			if ev.Fd <= wakeData {
+				if ev.Fd == wakeData {
+					commands = true
+				} else {
+					l.pendingEvent(ev) // pending_linux.go
+				}
 				continue
 			}
 			u := uint32(ev.Fd)
@@ -369,8 +376,15 @@ func (l *loop) add(c *command) {
 	for s := range t.fd {
 		// Registered once, edge-triggered; the kernel reports the current
 		// readiness at once, which starts the relay.
+		// A Pending's socket is registered here already: its
+		// registration becomes the tunnel's, and the kernel reports
+		// its readiness again, as for an add.
+		op := unix.EPOLL_CTL_ADD
+		if s == int(SideBackend) && c.registered {
+			op = unix.EPOLL_CTL_MOD
+		}
 		ev := unix.EpollEvent{Events: tunnelEvents, Fd: int32(idx<<1) | int32(s), Pad: int32(t.gen)}
-		if err := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(t.fd[s]), &ev); err != nil {
+		if err := rawsys.EpollCtl(l.epfd, op, int(t.fd[s]), &ev); err != nil {
 			l.fail(t, idx, s, "register", err)
 			return
 		}
@@ -454,5 +468,6 @@ func (l *loop) shutdown() {
 		l.scratch = nil
 	}
 	l.flushMetrics()
+	l.closePending()
 	l.closeFds()
 }

@@ -1,0 +1,175 @@
+package loop
+
+import (
+	"io"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/tunnel"
+	"github.com/wsgate/wsgate/tunnel/rawsys"
+)
+
+// A WebSocket handshake's backend socket on the tunnel engine's loop.
+//
+// A handshake dialed the ordinary way has its backend socket in Go's
+// runtime poller (dialRaw's *os.File) until the 101, and then moves it:
+// a dup for the engine, the runtime's EPOLL_CTL_DEL and a close (through
+// entersyscall, which wakes the runtime's sysmon thread when the process
+// was idle), the engine's F_GETFL and EPOLL_CTL_ADD. A socket dialed by
+// dialPending is registered once, on the engine loop that will relay its
+// tunnel (tunnel.Pending); the exchange reads and writes it with raw
+// system calls and waits on the loop's events; after a verified 101 the
+// registration becomes the tunnel's (startTunnel, addPendingTunnel).
+//
+// Only new connections for upgrade requests on plain or relayed
+// connections go this way (pickSocket); requests that may reuse the
+// socket (keep-alive) keep the pool's *os.File sockets, and so do TLS 1.3
+// connections the engine takes over with their records (takeOverTLS
+// wants a socket fd of its own).
+
+// pendSock is an upSocket over a tunnel.Pending. Deadlines are kept here
+// and honoured by Pending.Wait (a runtime timer only while it waits).
+type pendSock struct {
+	p      *tunnel.Pending
+	fd     int
+	rd, wd time.Time
+	taken  bool // the engine owns the socket (addPendingTunnel)
+}
+
+// dialPending connects to ap as dialRaw does, registering the socket on
+// the engine's loop instead of Go's poller.
+func dialPending(e *tunnel.Engine, ap netip.AddrPort, name string, timeout time.Duration) (*pendSock, error) {
+	family := unix.AF_INET
+	if !ap.Addr().Is4() && !ap.Addr().Is4In6() {
+		family = unix.AF_INET6
+	}
+	fd, err := rawsys.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	rawsys.Nodelay(fd)
+	if err := connectRaw(fd, ap, family); err != nil && err != unix.EINPROGRESS {
+		rawsys.Close(fd)
+		return nil, &os.PathError{Op: "connect", Path: name, Err: err}
+	}
+	up, err := connectDone(fd) // on loopback or a LAN the connection is usually up already
+	if err != nil {
+		rawsys.Close(fd)
+		return nil, &os.PathError{Op: "connect", Path: name, Err: err}
+	}
+	p, err := e.Attach(fd, !up)
+	if err != nil {
+		rawsys.Close(fd)
+		return nil, &os.PathError{Op: "connect", Path: name, Err: err}
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for !up {
+		if err = p.Wait(deadline); err == nil {
+			up, err = connectDone(fd)
+		}
+		if err != nil {
+			p.Close()
+			return nil, &os.PathError{Op: "connect", Path: name, Err: err}
+		}
+	}
+	return &pendSock{p: p, fd: fd}, nil
+}
+
+func (c *pendSock) Read(b []byte) (int, error) {
+	for {
+		n, err := rawsys.Read(c.fd, b)
+		switch {
+		case err == nil && n == 0 && len(b) > 0:
+			return 0, io.EOF
+		case err == nil:
+			return n, nil
+		case err != unix.EAGAIN:
+			return 0, os.NewSyscallError("read", err)
+		}
+		if err := c.p.Wait(c.rd); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (c *pendSock) Write(b []byte) (int, error) {
+	sent := 0
+	for sent < len(b) {
+		n, err := rawsys.Write(c.fd, b[sent:])
+		sent += n
+		if err == unix.EAGAIN {
+			if err := c.p.Wait(c.wd); err != nil {
+				return sent, err
+			}
+		} else if err != nil {
+			return sent, os.NewSyscallError("write", err)
+		}
+	}
+	return sent, nil
+}
+
+// Close closes the socket, unless the engine has it.
+func (c *pendSock) Close() error {
+	if !c.taken {
+		c.p.Close()
+	}
+	return nil
+}
+
+func (c *pendSock) SetDeadline(t time.Time) error      { c.rd, c.wd = t, t; return nil }
+func (c *pendSock) SetReadDeadline(t time.Time) error  { c.rd = t; return nil }
+func (c *pendSock) SetWriteDeadline(t time.Time) error { c.wd = t; return nil }
+
+// SyscallConn gives upConn's raw callbacks (check's peek, roundTrip) the
+// socket, waiting on the loop's events between tries.
+func (c *pendSock) SyscallConn() (syscall.RawConn, error) { return (*pendRaw)(c), nil }
+
+type pendRaw pendSock
+
+func (c *pendRaw) Control(f func(fd uintptr)) error {
+	f(uintptr(c.fd))
+	return nil
+}
+
+func (c *pendRaw) Read(f func(fd uintptr) bool) error {
+	for !f(uintptr(c.fd)) {
+		if err := c.p.Wait(c.rd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *pendRaw) Write(f func(fd uintptr) bool) error {
+	for !f(uintptr(c.fd)) {
+		if err := c.p.Wait(c.wd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pendingOf returns uc's socket when it is on the engine's loop.
+func (uc *upConn) pendingOf() *pendSock {
+	ps, _ := uc.c.(*pendSock)
+	return ps
+}
+
+// addPendingTunnel is addTunnel for a backend socket on the engine's loop.
+func (s *Server) addPendingTunnel(b *balancer.Backend, clientFd int, ps *pendSock, toBackend, toClient []byte, done func(tunnel.Stats)) error {
+	ps.taken = true
+	b.TunnelStarted()
+	if err := s.cfg.Tunnels.AddPending(backendTag(b), clientFd, ps.p, toBackend, toClient, done); err != nil {
+		b.TunnelEnded()
+		return err
+	}
+	return nil
+}

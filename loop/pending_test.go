@@ -1,0 +1,135 @@
+package loop_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsgate/wsgate/loop"
+	"github.com/wsgate/wsgate/tunnel"
+)
+
+// A WebSocket handshake's backend socket is dialed onto the tunnel
+// engine's loop (loop/pending.go): the failures of the ordinary path must
+// be answered the same way on it.
+
+func TestUpgradeConnectFailureTriesNextBackend(t *testing.T) {
+	be := wsEchoBackend(t, "a", false)
+	p := startProxy(t, []string{"127.0.0.1:1", be}, nil)
+	for i := range 10 {
+		c, _, err := websocket.DefaultDialer.Dial(p.wsURL(fmt.Sprintf("/ws%d", i)), nil)
+		if err != nil {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := c.WriteMessage(websocket.TextMessage, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, m, err := c.ReadMessage(); err != nil || string(m) != "x" {
+			t.Fatalf("echo %d: %q, %v", i, m, err)
+		}
+		c.Close()
+	}
+	eventually(t, "tunnels closed", func() bool { return p.engine.Len() == 0 })
+	if n := p.backendActive("127.0.0.1:1"); n != 0 {
+		t.Errorf("refusing backend's count %d", n)
+	}
+}
+
+func TestUpgradeResponseTimeoutGives504(t *testing.T) {
+	be := rawBackend(t, func(c net.Conn) {
+		readHead(bufio.NewReader(c))
+		time.Sleep(2 * time.Second) // never answers in time
+	})
+	p := startProxy(t, []string{be}, func(c *loop.Config, _ *tunnel.Config) {
+		c.ResponseTimeout = 300 * time.Millisecond
+	})
+	c := dial(t, p.addr)
+	c.Write([]byte(handshake("x", "/ws")))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 504 {
+		t.Fatalf("status %d, want 504", resp.StatusCode)
+	}
+	if n := p.backendActive(be); n != 0 {
+		t.Errorf("backend count %d after the timeout", n)
+	}
+	if n := p.engine.Len(); n != 0 {
+		t.Errorf("%d tunnels after a timed-out upgrade", n)
+	}
+}
+
+func TestUpgradeBackendClosesGives502(t *testing.T) {
+	for _, name := range []string{"fin", "half-head"} {
+		t.Run(name, func(t *testing.T) {
+			be := rawBackend(t, func(c net.Conn) {
+				readHead(bufio.NewReader(c))
+				if name == "half-head" {
+					io.WriteString(c, "HTTP/1.1 101 Switching")
+				}
+				c.Close()
+			})
+			p := startProxy(t, []string{be}, nil)
+			c := dial(t, p.addr)
+			c.Write([]byte(handshake("x", "/ws")))
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 502 {
+				t.Fatalf("status %d, want 502", resp.StatusCode)
+			}
+			if n := p.engine.Len(); n != 0 {
+				t.Errorf("%d tunnels after a failed upgrade", n)
+			}
+		})
+	}
+}
+
+// A declined upgrade's backend connection is closed after its answer,
+// never pooled: the next request opens a connection of its own.
+func TestDeclinedUpgradeConnectionNotPooled(t *testing.T) {
+	var conns atomic.Int32
+	be := rawBackend(t, func(c net.Conn) {
+		conns.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			if _, err := readHead(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
+		}
+	})
+	p := startProxy(t, []string{be}, nil)
+	for i := range 3 {
+		c := dial(t, p.addr)
+		c.Write([]byte(handshake("x", "/ws")))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 403 || string(body) != "no" {
+			t.Fatalf("upgrade %d: %d %q", i, resp.StatusCode, body)
+		}
+		c.Close()
+	}
+	if n := conns.Load(); n != 3 {
+		t.Fatalf("backend accepted %d connections for 3 upgrades", n)
+	}
+	eventually(t, "backend count back to 0", func() bool { return p.backendActive(be) == 0 })
+}

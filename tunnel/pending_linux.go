@@ -1,0 +1,239 @@
+package tunnel
+
+import (
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/tunnel/rawsys"
+)
+
+// Pending backend sockets: a handshake's backend socket on the engine's
+// loop from its dial on.
+//
+// Without them, the caller's backend socket lives in Go's runtime poller
+// while it waits for the 101 (an *os.File: F_GETFL, EPOLL_CTL_ADD), and
+// the hand-over to a tunnel costs a dup, the runtime's EPOLL_CTL_DEL, a
+// close through entersyscall (which wakes the runtime's sysmon thread when
+// the process was idle) and the engine's own EPOLL_CTL_ADD. A Pending is
+// registered once, on the loop its tunnel will live on: its events wake
+// whoever waits in Wait, and AddPending turns the registration into the
+// tunnel's own with one EPOLL_CTL_MOD. The socket never has a second fd.
+//
+// The registration's event data carries no slot: EpollEvent.Fd is
+// pendBase minus the Pending's key in its loop's table, and Pad its id, so
+// an event still queued for a Pending that has gone (and whose key was
+// reused) is dropped.
+
+const pendBase = wakeData - 1 // EpollEvent.Fd of key k: pendBase - k
+
+// Pending is a backend socket registered on one of the engine's loops
+// while the handshake on it goes on (Engine.Attach). Its owner reads and
+// writes the fd itself, non-blocking, and calls Wait when a call returns
+// EAGAIN. It ends as a tunnel's backend side (Engine.AddPending) or with
+// Close. One goroutine at a time may use it.
+type Pending struct {
+	l     *loop
+	fd    int
+	key   int32
+	id    uint32
+	ready chan struct{} // capacity 1: an event since the last Wait
+	timer *time.Timer   // Wait's, made on the first wait with a deadline
+	dead  atomic.Bool   // the loop stopped: Wait returns ErrClosed
+	gone  bool          // closed or adopted
+}
+
+// pendTable is a loop's Pending sockets. Its mutex also orders every
+// epoll_ctl other goroutines make on the loop's epoll fd against the loop
+// closing that fd (closed), so that none reaches a number reused since.
+type pendTable struct {
+	mu     sync.Mutex
+	items  []*Pending // by key; nil when free
+	free   []int32
+	closed bool
+}
+
+var pendIDs atomic.Uint32
+
+// Fd returns the socket's fd. It stays the Pending's: never close it.
+func (p *Pending) Fd() int { return p.fd }
+
+// Attach registers fd, a non-blocking TCP socket connected or connecting
+// to a backend, on the least-loaded loop, edge-triggered for input (and
+// for output while connecting: connecting says so). On success the
+// Pending owns fd; on error the caller still does.
+func (e *Engine) Attach(fd int, connecting bool) (*Pending, error) {
+	if fd < 0 {
+		return nil, ErrBadFd
+	}
+	l := e.pick()
+	p := &Pending{l: l, fd: fd, ready: make(chan struct{}, 1), id: pendIDs.Add(1)}
+	t := &l.pend
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if n := len(t.free); n > 0 {
+		p.key = t.free[n-1]
+		t.free = t.free[:n-1]
+		t.items[p.key] = p
+	} else {
+		p.key = int32(len(t.items))
+		t.items = append(t.items, p)
+	}
+	events := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET)
+	if connecting {
+		events |= unix.EPOLLOUT
+	}
+	ev := unix.EpollEvent{Events: events, Fd: pendBase - p.key, Pad: int32(p.id)}
+	err := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	if err != nil {
+		t.removeLocked(p)
+	}
+	t.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (t *pendTable) removeLocked(p *Pending) {
+	t.items[p.key] = nil
+	t.free = append(t.free, p.key)
+}
+
+// Wait blocks until the socket had an event (input, output while
+// connecting, hang-up, error) since the last Wait, deadline passes
+// (os.ErrDeadlineExceeded; a zero deadline: no limit) or the engine stops
+// (ErrClosed). An event may be one the caller has already consumed: Wait
+// means "try again", never "ready".
+func (p *Pending) Wait(deadline time.Time) error {
+	select {
+	case <-p.ready:
+		return p.err()
+	default:
+	}
+	if deadline.IsZero() {
+		<-p.ready
+		return p.err()
+	}
+	d := time.Until(deadline)
+	if d <= 0 {
+		return os.ErrDeadlineExceeded
+	}
+	if p.timer == nil {
+		p.timer = time.NewTimer(d)
+	} else {
+		p.timer.Reset(d)
+	}
+	select {
+	case <-p.ready:
+		p.timer.Stop()
+		return p.err()
+	case <-p.timer.C:
+		return os.ErrDeadlineExceeded
+	}
+}
+
+func (p *Pending) err() error {
+	if p.dead.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// signal wakes p's waiter (loop goroutine, or shutdown).
+func (p *Pending) signal() {
+	select {
+	case p.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Close takes the socket off its loop and closes it (closing the only fd
+// of the socket ends its registration). It does nothing after AddPending
+// or a Close.
+func (p *Pending) Close() {
+	if p.gone {
+		return
+	}
+	p.gone = true
+	t := &p.l.pend
+	t.mu.Lock()
+	t.removeLocked(p)
+	t.mu.Unlock()
+	rawsys.Close(p.fd)
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+}
+
+// AddPending is AddTagged with p's socket as the backend side: the tunnel
+// goes on p's loop, and p's registration becomes the tunnel's own (one
+// EPOLL_CTL_MOD). clientFd must be a connected, non-blocking socket (it
+// is not checked: the caller made it so). The engine owns both from here
+// on, even on error; p is done.
+func (e *Engine) AddPending(tag uint64, clientFd int, p *Pending, toBackend, toClient []byte, done func(Stats)) error {
+	if p.gone {
+		closeFd(clientFd)
+		return ErrBadFd
+	}
+	p.gone = true
+	l := p.l
+	l.pend.mu.Lock()
+	l.pend.removeLocked(p)
+	l.pend.mu.Unlock()
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	if clientFd < 0 || clientFd == p.fd {
+		closeFd(clientFd)
+		closeFd(p.fd)
+		return ErrBadFd
+	}
+	c := command{kind: cmdAdd, fd: [2]int32{int32(clientFd), int32(p.fd)}, done: done, tag: tag, registered: true}
+	c.trackInit(toBackend, toClient)
+	if len(toBackend) > 0 {
+		c.init[SideClient], c.initN[SideClient] = e.bufs.copyIn(toBackend), int32(len(toBackend))
+	}
+	if len(toClient) > 0 {
+		c.init[SideBackend], c.initN[SideBackend] = e.bufs.copyIn(toClient), int32(len(toClient))
+	}
+	return e.enqueueAddOn(l, c)
+}
+
+// pendingEvent hands an event with Pending data to its Pending's waiter;
+// one for a Pending that has gone is dropped. Loop goroutine.
+func (l *loop) pendingEvent(ev *unix.EpollEvent) {
+	key := int(pendBase - ev.Fd)
+	t := &l.pend
+	t.mu.Lock()
+	var p *Pending
+	if key < len(t.items) {
+		p = t.items[key]
+	}
+	t.mu.Unlock()
+	if p != nil && p.id == uint32(ev.Pad) {
+		p.signal()
+	}
+}
+
+// closePending runs when the loop stops, before its epoll fd closes: no
+// epoll_ctl from other goroutines after this, and every waiter learns
+// that the engine is gone (its owner still closes the socket).
+func (l *loop) closePending() {
+	t := &l.pend
+	t.mu.Lock()
+	t.closed = true
+	for _, p := range t.items {
+		if p != nil {
+			p.dead.Store(true)
+			p.signal()
+		}
+	}
+	t.mu.Unlock()
+}

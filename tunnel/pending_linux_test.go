@@ -1,0 +1,265 @@
+package tunnel
+
+import (
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/tunnel/rawsys"
+)
+
+// readPending reads what the Pending's socket has, waiting up to d.
+func readPending(tb testing.TB, p *Pending, want int, d time.Duration) []byte {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	var got []byte
+	buf := make([]byte, 4096)
+	for len(got) < want {
+		n, err := rawsys.Read(p.Fd(), buf)
+		if err == unix.EAGAIN {
+			if err := p.Wait(deadline); err != nil {
+				tb.Fatalf("after %q: %v", got, err)
+			}
+			continue
+		}
+		if err != nil || n == 0 {
+			tb.Fatalf("read: %d, %v", n, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	return got
+}
+
+const head101 = "HTTP/1.1 101 Switching Protocols\r\n\r\n"
+
+func TestPendingWaitsForInputAndDeadline(t *testing.T) {
+	e := newEngine(t, Config{})
+	r := newRig(t)
+	pr, cfd, bfd := r.conns(t)
+	defer pr.close()
+	defer unix.Close(cfd)
+	p, err := e.Attach(bfd, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	// Nothing sent: the wait ends at its deadline.
+	start := time.Now()
+	if err := p.Wait(time.Now().Add(30 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Wait with nothing to read: %v, want a deadline error", err)
+	}
+	if time.Since(start) < 25*time.Millisecond {
+		t.Fatalf("Wait returned after %v, before its deadline", time.Since(start))
+	}
+	if err := p.Wait(time.Now().Add(-time.Second)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Wait past its deadline: %v", err)
+	}
+
+	// The backend's answer wakes a waiter parked without a deadline.
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		pr.backend.Write([]byte(head101))
+	}()
+	if got := readPending(t, p, len(head101), 5*time.Second); string(got) != head101 {
+		t.Fatalf("read %q", got)
+	}
+	// Writes go straight to the socket.
+	if n, err := rawsys.Write(p.Fd(), []byte("ping")); n != 4 || err != nil {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(pr.backend, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("backend read %q, %v", buf, err)
+	}
+	// The backend's FIN wakes it too; read then sees the end.
+	pr.backend.CloseWrite()
+	for {
+		n, err := rawsys.Read(p.Fd(), buf)
+		if err == unix.EAGAIN {
+			if err := p.Wait(time.Now().Add(5 * time.Second)); err != nil {
+				t.Fatalf("waiting for FIN: %v", err)
+			}
+			continue
+		}
+		if n != 0 || err != nil {
+			t.Fatalf("read after FIN: %d, %v", n, err)
+		}
+		break
+	}
+}
+
+func TestPendingBecomesTunnel(t *testing.T) {
+	e := newEngine(t, Config{})
+	r := newRig(t)
+	pr, cfd, bfd := r.conns(t)
+	defer pr.close()
+	fds0, _ := countFds(t)
+	p, err := e.Attach(bfd, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The backend answers, and its first frame follows the 101 at once.
+	pr.backend.Write([]byte(head101 + "\x81\x02hi"))
+	head := readPending(t, p, len(head101)+4, 5*time.Second)
+	const tag = 7
+	toClient := append([]byte("HTTP/1.1 101 Switching Protocols\r\nX: y\r\n\r\n"), head[len(head101):]...)
+	if err := e.AddPending(tag, cfd, p, []byte("\x81\x80abcd"), toClient, pr.done); err != nil {
+		t.Fatal(err)
+	}
+	if fds, _ := countFds(t); fds != fds0 {
+		t.Fatalf("%d fds open, %d before: the tunnel must use the Pending's socket itself", fds, fds0)
+	}
+	got := make([]byte, len(toClient))
+	if _, err := io.ReadFull(pr.client, got); err != nil || string(got) != string(toClient) {
+		t.Fatalf("client read %q, %v", got, err)
+	}
+	got = make([]byte, 6)
+	if _, err := io.ReadFull(pr.backend, got); err != nil || string(got) != "\x81\x80abcd" {
+		t.Fatalf("backend read %q, %v", got, err)
+	}
+	// Relayed both ways after the initial bytes, the backend side's
+	// events included (its registration moved to the tunnel).
+	go echo(pr.backend)
+	for i := 0; i < 3; i++ {
+		pr.client.Write([]byte("\x82\x03abc"))
+		got = make([]byte, 5)
+		if _, err := io.ReadFull(pr.client, got); err != nil || string(got) != "\x82\x03abc" {
+			t.Fatalf("echo %d: %q, %v", i, got, err)
+		}
+	}
+	if e.Len() != 1 {
+		t.Fatalf("Len %d, want 1", e.Len())
+	}
+	if n := e.CloseTagged(tag); n != 1 {
+		t.Fatalf("CloseTagged closed %d, want 1", n)
+	}
+	if st := pr.wait(t, 5*time.Second); st.Reason != Shutdown {
+		t.Fatalf("reason %v", st.Reason)
+	}
+	// Done with: Close and a second AddPending change nothing more.
+	p.Close()
+	if err := e.AddPending(tag, -1, p, nil, nil, nil); !errors.Is(err, ErrBadFd) {
+		t.Fatalf("AddPending of an adopted Pending: %v", err)
+	}
+}
+
+func TestPendingClose(t *testing.T) {
+	e := newEngine(t, Config{})
+	r := newRig(t)
+	pr, cfd, bfd := r.conns(t)
+	defer pr.close()
+	defer unix.Close(cfd)
+	p, err := e.Attach(bfd, true) // "connecting": output counts as an event
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatalf("a connected socket registered as connecting is writable: %v", err)
+	}
+	p.Close()
+	p.Close() // once only
+	pr.backend.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := pr.backend.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("backend after Close: %d, %v (want EOF)", n, err)
+	}
+	// A closed Pending cannot become a tunnel; the client fd is closed.
+	fd2, err := unix.Dup(cfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.AddPending(0, fd2, p, nil, nil, nil); !errors.Is(err, ErrBadFd) {
+		t.Fatalf("AddPending after Close: %v", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd2), unix.F_GETFD, 0); err != unix.EBADF {
+		t.Fatalf("client fd still open after a refused AddPending: %v", err)
+	}
+}
+
+func TestPendingEngineStops(t *testing.T) {
+	e, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t)
+	pr, cfd, bfd := r.conns(t)
+	defer pr.close()
+	defer unix.Close(cfd)
+	p, err := e.Attach(bfd, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- p.Wait(time.Time{}) }()
+	time.Sleep(10 * time.Millisecond)
+	e.Close()
+	select {
+	case err := <-waited:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Wait when the engine stopped: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not return when the engine stopped")
+	}
+	p.Close() // the owner still closes the socket
+	pr.backend.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := pr.backend.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("backend after Close: %d, %v (want EOF)", n, err)
+	}
+	fd, err := unix.Dup(cfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := e.Attach(fd, false); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Attach after Close: %v", err)
+	}
+}
+
+// Keys are reused: a Pending that took a closed one's key is woken by its
+// own events only, and both get theirs while they overlap.
+func TestPendingKeysReused(t *testing.T) {
+	e := newEngine(t, Config{Loops: 1})
+	r := newRig(t)
+	var ps []*Pending
+	var prs []*pair
+	for i := 0; i < 3; i++ {
+		pr, cfd, bfd := r.conns(t)
+		defer pr.close()
+		defer unix.Close(cfd)
+		p, err := e.Attach(bfd, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, prs = append(ps, p), append(prs, pr)
+	}
+	ps[1].Close()
+	pr, cfd, bfd := r.conns(t)
+	defer pr.close()
+	defer unix.Close(cfd)
+	p, err := e.Attach(bfd, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.key != ps[1].key {
+		t.Fatalf("key %d not reused (closed one had %d)", p.key, ps[1].key)
+	}
+	prs[1].backend.Write([]byte("x")) // to the closed one: wakes nobody
+	if err := p.Wait(time.Now().Add(50 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("new Pending woken by nothing of its own: %v", err)
+	}
+	for i, q := range []*Pending{ps[0], ps[2], p} {
+		w := []*pair{prs[0], prs[2], pr}[i]
+		w.backend.Write([]byte("abc"))
+		if got := readPending(t, q, 3, 5*time.Second); string(got) != "abc" {
+			t.Fatalf("pending %d read %q", i, got)
+		}
+	}
+	ps[0].Close()
+	ps[2].Close()
+}
