@@ -60,7 +60,7 @@ func (c *netFD) Close() (err error) {
 		return nil
 	}
 	if !c.detaching && c.fd > 2 {
-		err = syscall.Close(c.fd)
+		err = closeRaw(c.fd) // wsgate patch: was syscall.Close(c.fd)
 		if err != nil {
 			logger.Printf("NETPOLL: netFD[%d] close error: %s", c.fd, err.Error())
 		}

@@ -32,7 +32,7 @@ func GetSysFdPairs() (r, w int) {
 
 // setTCPNoDelay set the TCP_NODELAY flag on socket
 func setTCPNoDelay(fd int, b bool) (err error) {
-	return syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, boolint(b))
+	return setsockoptIntRaw(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, boolint(b)) // wsgate patch: was syscall.SetsockoptInt
 }
 
 // Wrapper around the socket system call that marks the returned file
