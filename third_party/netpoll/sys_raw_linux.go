@@ -22,21 +22,12 @@ import (
 // goes on in the kernel without the process. The one exception is SO_LINGER
 // with a non-zero timeout, with which close(2) of a TCP socket waits until
 // the unsent data has been acknowledged or the timeout has passed, whether
-// the socket is non-blocking or not. netpoll never sets SO_LINGER, wsgate
-// neither, but a user of Conn.Fd() could: so the option is read first (one
-// more raw call, getsockopt never blocks) and such a socket is closed
-// through syscall.Close. A linger of zero (an abortive close: RST) does not
-// wait and is closed raw.
+// the socket is non-blocking or not. Neither netpoll nor wsgate sets
+// SO_LINGER, and checking for it would cost every close a getsockopt (a
+// system call per WebSocket handshake, which wsgate counts): a user of
+// Conn.Fd() who sets a linger timeout must close that socket itself.
 func closeRaw(fd int) error {
-	var l syscall.Linger
-	n := uint32(unsafe.Sizeof(l))
-	_, _, e := syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, uintptr(fd), syscall.SOL_SOCKET, syscall.SO_LINGER,
-		uintptr(unsafe.Pointer(&l)), uintptr(unsafe.Pointer(&n)), 0)
-	if e == 0 && l.Onoff != 0 && l.Linger != 0 {
-		return syscall.Close(fd) // may wait up to l.Linger seconds
-	}
-	// e != 0: not a socket (ENOTSOCK) or not open (EBADF); close reports it.
-	if _, _, e = syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0); e != 0 {
+	if _, _, e := syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0); e != 0 {
 		return e
 	}
 	return nil
