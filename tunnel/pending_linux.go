@@ -58,6 +58,13 @@ type pendTable struct {
 
 var pendIDs atomic.Uint32
 
+// pendPool keeps Pendings with their channel and timer: three allocations
+// a handshake fewer. A Pending goes back only once it is out of its loop's
+// table (Close, AddPending), and the loop looks an event's Pending up and
+// signals it under the table's mutex, comparing ids: a recycled Pending
+// gets no signal meant for its previous life.
+var pendPool = sync.Pool{New: func() any { return &Pending{ready: make(chan struct{}, 1)} }}
+
 // Fd returns the socket's fd. It stays the Pending's: never close it.
 func (p *Pending) Fd() int { return p.fd }
 
@@ -70,13 +77,22 @@ func (e *Engine) Attach(fd int, connecting bool) (*Pending, error) {
 		return nil, ErrBadFd
 	}
 	l := e.pick()
-	p := &Pending{l: l, fd: fd, ready: make(chan struct{}, 1), id: pendIDs.Add(1)}
+	p := pendPool.Get().(*Pending)
+	p.l, p.fd, p.gone = l, fd, false
+	p.dead.Store(false)
+	select {
+	case <-p.ready: // a signal its previous owner never took
+	default:
+	}
 	t := &l.pend
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
+		p.l = nil
+		pendPool.Put(p)
 		return nil, ErrClosed
 	}
+	p.id = pendIDs.Add(1)
 	if n := len(t.free); n > 0 {
 		p.key = t.free[n-1]
 		t.free = t.free[:n-1]
@@ -96,6 +112,8 @@ func (e *Engine) Attach(fd int, connecting bool) (*Pending, error) {
 	}
 	t.mu.Unlock()
 	if err != nil {
+		p.l = nil
+		pendPool.Put(p)
 		return nil, err
 	}
 	return p, nil
@@ -104,6 +122,16 @@ func (e *Engine) Attach(fd int, connecting bool) (*Pending, error) {
 func (t *pendTable) removeLocked(p *Pending) {
 	t.items[p.key] = nil
 	t.free = append(t.free, p.key)
+	p.id = 0
+}
+
+// release returns p to the pool; it is out of its loop's table.
+func (p *Pending) release() {
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.l = nil
+	pendPool.Put(p)
 }
 
 // Wait blocks until the socket had an event (input, output while
@@ -155,8 +183,7 @@ func (p *Pending) signal() {
 }
 
 // Close takes the socket off its loop and closes it (closing the only fd
-// of the socket ends its registration). It does nothing after AddPending
-// or a Close.
+// of the socket ends its registration). p must not be used again.
 func (p *Pending) Close() {
 	if p.gone {
 		return
@@ -167,35 +194,31 @@ func (p *Pending) Close() {
 	t.removeLocked(p)
 	t.mu.Unlock()
 	rawsys.Close(p.fd)
-	if p.timer != nil {
-		p.timer.Stop()
-	}
+	p.release()
 }
 
 // AddPending is AddTagged with p's socket as the backend side: the tunnel
 // goes on p's loop, and p's registration becomes the tunnel's own (one
 // EPOLL_CTL_MOD). clientFd must be a connected, non-blocking socket (it
 // is not checked: the caller made it so). The engine owns both from here
-// on, even on error; p is done.
+// on, even on error; p must not be used again.
 func (e *Engine) AddPending(tag uint64, clientFd int, p *Pending, toBackend, toClient []byte, done func(Stats)) error {
 	if p.gone {
 		closeFd(clientFd)
 		return ErrBadFd
 	}
 	p.gone = true
-	l := p.l
+	l, fd := p.l, p.fd
 	l.pend.mu.Lock()
 	l.pend.removeLocked(p)
 	l.pend.mu.Unlock()
-	if p.timer != nil {
-		p.timer.Stop()
-	}
-	if clientFd < 0 || clientFd == p.fd {
+	p.release()
+	if clientFd < 0 || clientFd == fd {
 		closeFd(clientFd)
-		closeFd(p.fd)
+		closeFd(fd)
 		return ErrBadFd
 	}
-	c := command{kind: cmdAdd, fd: [2]int32{int32(clientFd), int32(p.fd)}, done: done, tag: tag, registered: true}
+	c := command{kind: cmdAdd, fd: [2]int32{int32(clientFd), int32(fd)}, done: done, tag: tag, registered: true}
 	c.trackInit(toBackend, toClient)
 	if len(toBackend) > 0 {
 		c.init[SideClient], c.initN[SideClient] = e.bufs.copyIn(toBackend), int32(len(toBackend))
@@ -212,14 +235,12 @@ func (l *loop) pendingEvent(ev *unix.EpollEvent) {
 	key := int(pendBase - ev.Fd)
 	t := &l.pend
 	t.mu.Lock()
-	var p *Pending
 	if key < len(t.items) {
-		p = t.items[key]
+		if p := t.items[key]; p != nil && p.id == uint32(ev.Pad) {
+			p.signal()
+		}
 	}
 	t.mu.Unlock()
-	if p != nil && p.id == uint32(ev.Pad) {
-		p.signal()
-	}
 }
 
 // closePending runs when the loop stops, before its epoll fd closes: no
