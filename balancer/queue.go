@@ -63,7 +63,7 @@ type waiter struct {
 	upgrade    bool
 	since      time.Time
 	timer      Timer
-	done       chan struct{}                         // PickWait: closed once b or err is set
+	done       chan struct{}                        // PickWait: closed once b or err is set
 	cb         func(*Backend, time.Duration, error) // PickAsync: called once b or err is set
 	b          *Backend
 	waited     time.Duration
