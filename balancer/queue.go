@@ -63,8 +63,8 @@ type waiter struct {
 	upgrade    bool
 	since      time.Time
 	timer      Timer
-	done       chan struct{}                        // PickWait: closed once b or err is set
-	cb         func(*Backend, time.Duration, error) // PickAsync: called once b or err is set
+	done       chan struct{} // PickWait: closed once b or err is set
+	cb         QueueWaiter   // PickAsync: told once b or err is set
 	b          *Backend
 	waited     time.Duration
 	err        error
@@ -159,6 +159,11 @@ func (p *Pool) PickWait(skip func(*Backend) bool, upgrade bool, timeout time.Dur
 	return w.b, w.waited, w.err
 }
 
+// A QueueWaiter gets the answer of a PickAsync call that waited.
+type QueueWaiter interface {
+	QueueAnswer(b *Backend, waited time.Duration, err error)
+}
+
 // Ticket is a PickAsync call that waits in its pool's queue.
 type Ticket struct {
 	p *Pool
@@ -169,13 +174,14 @@ type Ticket struct {
 // When PickWait would answer at once (a backend free now, no usable
 // backend, a full queue, a timeout ≤ 0), PickAsync returns that answer,
 // with a nil Ticket, and never calls done. Otherwise the call waits in the
-// pool's queue exactly as PickWait's would, and done gets its answer once:
+// pool's queue exactly as PickWait's would, and done.QueueAnswer gets its
+// answer once:
 // from the goroutine that freed the slot (a Release, a reload, a health
 // change) or from the clock's timer, with the queue's lock held, so done
 // must neither block nor call into the pool or its backends (hand the
 // answer to another goroutine). Withdraw takes the call out of the queue
 // before it is answered.
-func (p *Pool) PickAsync(skip func(*Backend) bool, upgrade bool, timeout time.Duration, done func(*Backend, time.Duration, error)) (*Backend, error, *Ticket) {
+func (p *Pool) PickAsync(skip func(*Backend) bool, upgrade bool, timeout time.Duration, done QueueWaiter) (*Backend, error, *Ticket) {
 	if p.gate.Load() == 0 {
 		b, out := p.pick(skip, upgrade)
 		if b != nil {
@@ -247,7 +253,7 @@ func (p *Pool) wait(w *waiter, timeout time.Duration) (b *Backend, err error, qu
 	// w answered by the dispatch below, or by the timeout ≤ 0, is answered
 	// here, not through done or cb.
 	cb := w.cb
-	w.cb = func(*Backend, time.Duration, error) {}
+	w.cb = noAnswer{}
 	q.pushLocked(w)
 	p.setWaitingLocked()
 	p.dispatchLocked()
@@ -268,10 +274,15 @@ func (p *Pool) wait(w *waiter, timeout time.Duration) (b *Backend, err error, qu
 	return nil, nil, true
 }
 
+// noAnswer drops the answer of a waiter answered within wait.
+type noAnswer struct{}
+
+func (noAnswer) QueueAnswer(*Backend, time.Duration, error) {}
+
 // answered tells w's caller its answer (b, err and waited are set).
 func (w *waiter) answered() {
 	if w.cb != nil {
-		w.cb(w.b, w.waited, w.err)
+		w.cb.QueueAnswer(w.b, w.waited, w.err)
 		return
 	}
 	close(w.done)

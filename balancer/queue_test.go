@@ -676,12 +676,17 @@ func TestPinUpgradePaced(t *testing.T) {
 	}
 }
 
+// answerFunc is a QueueWaiter.
+type answerFunc func(*Backend, time.Duration, error)
+
+func (f answerFunc) QueueAnswer(b *Backend, w time.Duration, err error) { f(b, w, err) }
+
 // PickAsync answers at once when PickWait would, and otherwise queues in
 // the same FIFO as PickWait, calling done with its answer.
 func TestPickAsync(t *testing.T) {
 	bl, clk, _ := testBalancer(t, Config{}, "a:1,max-conns=1")
 	p := bl.Pool("")
-	never := func(*Backend, time.Duration, error) { t.Error("done called for an answer given at once") }
+	never := answerFunc(func(*Backend, time.Duration, error) { t.Error("done called for an answer given at once") })
 	a, err, tk := p.PickAsync(nil, false, time.Minute, never)
 	if a == nil || err != nil || tk != nil {
 		t.Fatalf("PickAsync on a free pool = %v, %v, %v", a, err, tk)
@@ -691,7 +696,7 @@ func TestPickAsync(t *testing.T) {
 	}
 	ch := make(chan result, 4)
 	async := func(id int, timeout time.Duration) *Ticket {
-		b, err, tk := p.PickAsync(nil, false, timeout, func(b *Backend, w time.Duration, err error) { ch <- result{id, b, w, err} })
+		b, err, tk := p.PickAsync(nil, false, timeout, answerFunc(func(b *Backend, w time.Duration, err error) { ch <- result{id, b, w, err} }))
 		if b != nil || err != nil || tk == nil {
 			t.Fatalf("PickAsync on a full pool = %v, %v, %v; want a ticket", b, err, tk)
 		}
@@ -729,7 +734,7 @@ func TestQueueWithdraw(t *testing.T) {
 	ch := make(chan result, 4)
 	var tks []*Ticket
 	for i := range 3 {
-		_, _, tk := p.PickAsync(nil, false, time.Minute, func(b *Backend, w time.Duration, err error) { ch <- result{i, b, w, err} })
+		_, _, tk := p.PickAsync(nil, false, time.Minute, answerFunc(func(b *Backend, w time.Duration, err error) { ch <- result{i, b, w, err} }))
 		tks = append(tks, tk)
 	}
 	if !tks[0].Withdraw() || !tks[1].Withdraw() {
@@ -752,7 +757,7 @@ func TestQueueWithdraw(t *testing.T) {
 		t.Errorf("active %d, want 1 (waiter 2's)", a.Active())
 	}
 	// A withdrawn waiter's timer is stopped: no answer when it would fire.
-	_, _, tk := p.PickAsync(nil, false, time.Second, func(b *Backend, w time.Duration, err error) { ch <- result{3, b, w, err} })
+	_, _, tk := p.PickAsync(nil, false, time.Second, answerFunc(func(b *Backend, w time.Duration, err error) { ch <- result{3, b, w, err} }))
 	tk.Withdraw()
 	clk.Advance(2 * time.Second)
 	select {
