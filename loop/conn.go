@@ -197,20 +197,17 @@ const bufSize = 32 << 10
 // exchange is the working memory of one request/response exchange, pooled:
 // a connection holds one only while an exchange runs.
 type exchange struct {
-	req    http1.Request
-	resp   http1.Response
-	chunks http1.ChunkScanner
-	buf    []byte                       // upstream reads; len bufSize
-	out    []byte                       // heads and request-body batches
-	wsKey  []byte                       // the client's Sec-WebSocket-Key, when ws
-	ws     bool                         // the request is a WebSocket handshake
-	http10 bool                         // the request is HTTP/1.0
-	body   bool                         // the request has a body (its connection is kept by keepOwn, not pooled)
-	tried  []*balancer.Backend          // backends that failed to connect, for this request
-	skip   func(*balancer.Backend) bool // reports membership in tried; bound once
-	target []byte                       // the request target a ,strip route forwards
-	sticky stickyState                  // the sticky decision (sticky.go); reset per request by stickyRequest
-	rec    accessRec                    // for the access log and metrics (record.go); reset by exchangeDone
+	*exchangeWork                              // parsers and the upstream buffer; given back while the request waits in the queue (park)
+	out           []byte                       // heads and request-body batches
+	wsKey         []byte                       // the client's Sec-WebSocket-Key, when ws
+	ws            bool                         // the request is a WebSocket handshake
+	http10        bool                         // the request is HTTP/1.0
+	body          bool                         // the request has a body (its connection is kept by keepOwn, not pooled)
+	tried         []*balancer.Backend          // backends that failed to connect, for this request
+	skip          func(*balancer.Backend) bool // reports membership in tried; bound once
+	target        []byte                       // the request target a ,strip route forwards
+	sticky        stickyState                  // the sticky decision (sticky.go); reset per request by stickyRequest
+	rec           accessRec                    // for the access log and metrics (record.go); reset by exchangeDone
 
 	// What forward needs of the request, kept here (not in serve's
 	// locals) so that it can go on after a wait in the queue.
@@ -225,8 +222,19 @@ type exchange struct {
 	park       parkState
 }
 
+// exchangeWork is the part of an exchange that a request waiting in the
+// max-conns queue does not need (queue.go): most of the exchange's memory.
+type exchangeWork struct {
+	req    http1.Request
+	resp   http1.Response
+	chunks http1.ChunkScanner
+	buf    []byte // upstream reads; len bufSize
+}
+
+var works = sync.Pool{New: func() any { return &exchangeWork{buf: make([]byte, bufSize)} }}
+
 var exchanges = sync.Pool{New: func() any {
-	ex := &exchange{buf: make([]byte, bufSize), out: make([]byte, 0, 4<<10), wsKey: make([]byte, 0, 32)}
+	ex := &exchange{exchangeWork: works.Get().(*exchangeWork), out: make([]byte, 0, 4<<10), wsKey: make([]byte, 0, 32)}
 	ex.skip = func(b *balancer.Backend) bool { return slices.Contains(ex.tried, b) }
 	return ex
 }}

@@ -119,12 +119,30 @@ func (pk *parkState) answer() (*balancer.Backend, time.Duration, error) {
 	return b, waited, err
 }
 
+// parkWork gives back what a waiting exchange does not need (the handler
+// returns: nothing reads it until resume or parkGone): the parsers and the
+// upstream buffer, and ex.out's spare capacity (it holds the request head
+// to send).
+func (ex *exchange) parkWork() {
+	works.Put(ex.exchangeWork)
+	ex.exchangeWork = nil
+	ex.out = append(make([]byte, 0, len(ex.out)), ex.out...)
+}
+
+// unparkWork takes the parsers and a buffer again.
+func (ex *exchange) unparkWork() {
+	if ex.exchangeWork == nil {
+		ex.exchangeWork = works.Get().(*exchangeWork)
+	}
+}
+
 // resume goes on with an exchange that waited in the queue (serve's part
 // after the pick: connect, forward); the handler runs it, the exchange
 // taken from cc.park.
 func (s *Server) resume(cc *clientConn, ex *exchange) (act action) {
 	pk := &ex.park
 	b, waited, err := pk.answer()
+	ex.unparkWork()
 	pin := pk.pin
 	pk.reset()
 	act = actClose
@@ -163,6 +181,7 @@ func (s *Server) parkGone(cc *clientConn, ex *exchange) {
 		b.Release() // answered, but the handler never ran: closed connections run none
 	}
 	pk.reset()
+	ex.unparkWork()
 	cc.status = 0
 	s.stickyDone(ex)
 	s.inflight.Add(-1)

@@ -209,6 +209,7 @@ func (s *Server) pickWait(cc *clientConn, pool *balancer.Pool, ex *exchange, ski
 			return s.queueAnswered(pool, b, 0, err)
 		}
 		ex.park.tk = tk
+		ex.parkWork()
 		cc.park.Store(ex)
 		cc.conn.Reader().Release() // the head is copied out (ex.out): its input buffer goes
 		return nil, errQueued
