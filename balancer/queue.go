@@ -39,6 +39,9 @@ type QueueStats struct {
 	// NoBackend counts waiters answered ErrNoBackend because every
 	// backend they could use left (unhealthy, removed) while they waited.
 	NoBackend uint64
+	// Withdrawn counts waiters taken out of the queue by Withdraw (their
+	// client left) before they got an answer.
+	Withdrawn uint64
 }
 
 // queue is a pool's FIFO of PickWait calls waiting for a backend slot.
@@ -50,7 +53,7 @@ type queue struct {
 	wakeAt     int64  // its time (clock nanoseconds)
 	wakeSeq    uint64 // identifies the current wake timer
 
-	queued, served, timeouts, full, noBackend atomic.Uint64
+	queued, served, timeouts, full, noBackend, withdrawn atomic.Uint64
 }
 
 // waiter is one queued PickWait.
@@ -60,7 +63,8 @@ type waiter struct {
 	upgrade    bool
 	since      time.Time
 	timer      Timer
-	done       chan struct{} // closed once b or err is set
+	done       chan struct{} // PickWait: closed once b or err is set
+	cb         QueueWaiter   // PickAsync: told once b or err is set
 	b          *Backend
 	waited     time.Duration
 	err        error
@@ -103,7 +107,7 @@ func (p *Pool) QueueStats() QueueStats {
 	q := &p.q
 	return QueueStats{
 		Queued: q.queued.Load(), Served: q.served.Load(), Timeouts: q.timeouts.Load(),
-		Full: q.full.Load(), NoBackend: q.noBackend.Load(),
+		Full: q.full.Load(), NoBackend: q.noBackend.Load(), Withdrawn: q.withdrawn.Load(),
 	}
 }
 
@@ -147,14 +151,83 @@ func (p *Pool) PickWait(skip func(*Backend) bool, upgrade bool, timeout time.Dur
 			return nil, 0, ErrNoBackend
 		}
 	}
-	return p.wait(skip, upgrade, timeout)
+	w := &waiter{skip: skip, upgrade: upgrade, done: make(chan struct{})}
+	if b, err, queued := p.wait(w, timeout); !queued {
+		return b, 0, err
+	}
+	<-w.done
+	return w.b, w.waited, w.err
 }
 
-// wait queues a PickWait call.
-func (p *Pool) wait(skip func(*Backend) bool, upgrade bool, timeout time.Duration) (*Backend, time.Duration, error) {
+// A QueueWaiter gets the answer of a PickAsync call that waited.
+type QueueWaiter interface {
+	QueueAnswer(b *Backend, waited time.Duration, err error)
+}
+
+// Ticket is a PickAsync call that waits in its pool's queue.
+type Ticket struct {
+	p *Pool
+	w *waiter
+}
+
+// PickAsync is PickWait for a caller that does not block while it waits.
+// When PickWait would answer at once (a backend free now, no usable
+// backend, a full queue, a timeout ≤ 0), PickAsync returns that answer,
+// with a nil Ticket, and never calls done. Otherwise the call waits in the
+// pool's queue exactly as PickWait's would, and done.QueueAnswer gets its
+// answer once:
+// from the goroutine that freed the slot (a Release, a reload, a health
+// change) or from the clock's timer, with the queue's lock held, so done
+// must neither block nor call into the pool or its backends (hand the
+// answer to another goroutine). Withdraw takes the call out of the queue
+// before it is answered.
+func (p *Pool) PickAsync(skip func(*Backend) bool, upgrade bool, timeout time.Duration, done QueueWaiter) (*Backend, error, *Ticket) {
+	if p.gate.Load() == 0 {
+		b, out := p.pick(skip, upgrade)
+		if b != nil {
+			return b, nil, nil
+		}
+		if !out.full {
+			return nil, ErrNoBackend, nil
+		}
+	}
+	w := &waiter{skip: skip, upgrade: upgrade, cb: done}
+	if b, err, queued := p.wait(w, timeout); !queued {
+		return b, err, nil
+	}
+	return nil, nil, &Ticket{p: p, w: w}
+}
+
+// Withdraw takes t's call out of the queue (its client left): done will
+// not be called, and nothing is counted against a backend. false: the
+// call already has its answer (done has run, or runs now): the caller then
+// owns what it got, a backend to Release included.
+func (t *Ticket) Withdraw() bool {
+	p, w := t.p, t.w
+	q := &p.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !w.queued {
+		return false
+	}
+	q.removeLocked(w)
+	p.setWaitingLocked()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	q.withdrawn.Add(1)
+	// No capacity was freed: a waiter behind w that could use a slot would
+	// have been served when the slot freed (dispatchLocked), so nothing
+	// more can be served now.
+	return true
+}
+
+// wait queues w, unless the answer is known at once (queued false).
+func (p *Pool) wait(w *waiter, timeout time.Duration) (b *Backend, err error, queued bool) {
 	q := &p.q
 	clk := p.bl.clock
-	w := &waiter{skip: skip, upgrade: upgrade, since: clk.Now(), done: make(chan struct{})}
+	skip, upgrade := w.skip, w.upgrade
+	w.since = clk.Now()
 	q.mu.Lock()
 	if q.n >= p.bl.maxQueue {
 		// Full: unless a slot is free now for this call (a newcomer may
@@ -164,34 +237,55 @@ func (p *Pool) wait(skip func(*Backend) bool, upgrade bool, timeout time.Duratio
 			q.mu.Unlock()
 			switch {
 			case b != nil:
-				return b, 0, nil
+				return b, nil, false
 			case !out.full:
-				return nil, 0, ErrNoBackend
+				return nil, ErrNoBackend, false
 			}
 		} else {
 			q.mu.Unlock()
 		}
 		q.full.Add(1)
-		return nil, 0, ErrQueueFull
+		return nil, ErrQueueFull, false
 	}
 	// In the gate before the dispatch below picks for it: a Release that
 	// read the gate as 0 had already decremented its count, which that
 	// pick sees.
+	// w answered by the dispatch below, or by the timeout ≤ 0, is answered
+	// here, not through done or cb.
+	cb := w.cb
+	w.cb = noAnswer{}
 	q.pushLocked(w)
 	p.setWaitingLocked()
 	p.dispatchLocked()
-	if w.queued {
-		if timeout <= 0 {
-			p.failLocked(w, ErrQueueTimeout) // not waited: not counted as queued
-			q.timeouts.Add(1)
-		} else {
-			q.queued.Add(1)
-			w.timer = clk.AfterFunc(timeout, func() { p.expire(w) })
-		}
+	if !w.queued {
+		q.mu.Unlock()
+		return w.b, w.err, false
 	}
+	if timeout <= 0 {
+		p.failLocked(w, ErrQueueTimeout) // not waited: not counted as queued
+		q.timeouts.Add(1)
+		q.mu.Unlock()
+		return nil, ErrQueueTimeout, false
+	}
+	q.queued.Add(1)
+	w.cb = cb
+	w.timer = clk.AfterFunc(timeout, func() { p.expire(w) })
 	q.mu.Unlock()
-	<-w.done
-	return w.b, w.waited, w.err
+	return nil, nil, true
+}
+
+// noAnswer drops the answer of a waiter answered within wait.
+type noAnswer struct{}
+
+func (noAnswer) QueueAnswer(*Backend, time.Duration, error) {}
+
+// answered tells w's caller its answer (b, err and waited are set).
+func (w *waiter) answered() {
+	if w.cb != nil {
+		w.cb.QueueAnswer(w.b, w.waited, w.err)
+		return
+	}
+	close(w.done)
 }
 
 // expire ends w's wait with ErrQueueTimeout, unless it was served.
@@ -211,7 +305,7 @@ func (p *Pool) failLocked(w *waiter, err error) {
 	p.setWaitingLocked()
 	w.err = err
 	w.waited = p.bl.clock.Now().Sub(w.since)
-	close(w.done)
+	w.answered()
 }
 
 // kick offers freed capacity to the queue.
@@ -267,7 +361,7 @@ func (p *Pool) dispatchLocked() {
 			}
 			w.b = b
 			w.waited = p.bl.clock.Now().Sub(w.since)
-			close(w.done)
+			w.answered()
 			if w.timer != nil {
 				q.served.Add(1)
 			} // else: served within wait, before it was counted as queued
@@ -279,7 +373,7 @@ func (p *Pool) dispatchLocked() {
 			}
 			w.err = ErrNoBackend
 			w.waited = p.bl.clock.Now().Sub(w.since)
-			close(w.done)
+			w.answered()
 		default:
 			if out.next != 0 && (next == 0 || out.next < next) {
 				next = out.next

@@ -675,3 +675,97 @@ func TestPinUpgradePaced(t *testing.T) {
 		t.Fatal("PinUpgrade without pacing refused")
 	}
 }
+
+// answerFunc is a QueueWaiter.
+type answerFunc func(*Backend, time.Duration, error)
+
+func (f answerFunc) QueueAnswer(b *Backend, w time.Duration, err error) { f(b, w, err) }
+
+// PickAsync answers at once when PickWait would, and otherwise queues in
+// the same FIFO as PickWait, calling done with its answer.
+func TestPickAsync(t *testing.T) {
+	bl, clk, _ := testBalancer(t, Config{}, "a:1,max-conns=1")
+	p := bl.Pool("")
+	never := answerFunc(func(*Backend, time.Duration, error) { t.Error("done called for an answer given at once") })
+	a, err, tk := p.PickAsync(nil, false, time.Minute, never)
+	if a == nil || err != nil || tk != nil {
+		t.Fatalf("PickAsync on a free pool = %v, %v, %v", a, err, tk)
+	}
+	if b, err, tk := p.PickAsync(nil, false, 0, never); b != nil || !errors.Is(err, ErrQueueTimeout) || tk != nil {
+		t.Fatalf("PickAsync with timeout 0 on a full pool = %v, %v, %v", b, err, tk)
+	}
+	ch := make(chan result, 4)
+	async := func(id int, timeout time.Duration) *Ticket {
+		b, err, tk := p.PickAsync(nil, false, timeout, answerFunc(func(b *Backend, w time.Duration, err error) { ch <- result{id, b, w, err} }))
+		if b != nil || err != nil || tk == nil {
+			t.Fatalf("PickAsync on a full pool = %v, %v, %v; want a ticket", b, err, tk)
+		}
+		return tk
+	}
+	async(0, time.Minute)
+	goWait(p, 1, nil, false, time.Minute, ch) // a blocking waiter between two async ones
+	waitQueued(t, p, 2)
+	async(2, 10*time.Second)
+	clk.Advance(2 * time.Second)
+	a.Release()
+	if r := <-ch; r.id != 0 || r.b != a || r.err != nil || r.waited != 2*time.Second {
+		t.Fatalf("first answer %+v, want async waiter 0 served after 2s", r)
+	}
+	a.Release()
+	if r := <-ch; r.id != 1 || r.b != a {
+		t.Fatalf("second answer %+v, want the blocking waiter", r)
+	}
+	clk.Advance(8 * time.Second)
+	if r := <-ch; r.id != 2 || !errors.Is(r.err, ErrQueueTimeout) || r.waited != 10*time.Second {
+		t.Fatalf("third answer %+v, want async waiter 2 timed out", r)
+	}
+	if st := p.QueueStats(); st.Queued != 3 || st.Served != 2 || st.Timeouts != 2 || p.QueueLen() != 0 {
+		t.Errorf("stats %+v, queue %d", st, p.QueueLen())
+	}
+}
+
+// A withdrawn waiter leaves the queue at once, is never answered, and a
+// freed slot goes to the next waiter; one already answered cannot be
+// withdrawn.
+func TestQueueWithdraw(t *testing.T) {
+	bl, clk, _ := testBalancer(t, Config{}, "a:1,max-conns=1")
+	p := bl.Pool("")
+	a := p.Pick(nil)
+	ch := make(chan result, 4)
+	var tks []*Ticket
+	for i := range 3 {
+		_, _, tk := p.PickAsync(nil, false, time.Minute, answerFunc(func(b *Backend, w time.Duration, err error) { ch <- result{i, b, w, err} }))
+		tks = append(tks, tk)
+	}
+	if !tks[0].Withdraw() || !tks[1].Withdraw() {
+		t.Fatal("Withdraw of a queued waiter = false")
+	}
+	if tks[0].Withdraw() {
+		t.Error("a second Withdraw = true")
+	}
+	if n := p.QueueLen(); n != 1 {
+		t.Fatalf("queue %d after two withdrawals, want 1", n)
+	}
+	a.Release()
+	if r := <-ch; r.id != 2 || r.b != a {
+		t.Fatalf("answer %+v, want waiter 2 (0 and 1 withdrawn)", r)
+	}
+	if tks[2].Withdraw() {
+		t.Error("Withdraw of a served waiter = true")
+	}
+	if a.Active() != 1 {
+		t.Errorf("active %d, want 1 (waiter 2's)", a.Active())
+	}
+	// A withdrawn waiter's timer is stopped: no answer when it would fire.
+	_, _, tk := p.PickAsync(nil, false, time.Second, answerFunc(func(b *Backend, w time.Duration, err error) { ch <- result{3, b, w, err} }))
+	tk.Withdraw()
+	clk.Advance(2 * time.Second)
+	select {
+	case r := <-ch:
+		t.Fatalf("a withdrawn waiter was answered: %+v", r)
+	default:
+	}
+	if st := p.QueueStats(); st.Withdrawn != 3 || st.Served != 1 || st.Timeouts != 0 || p.QueueLen() != 0 {
+		t.Errorf("stats %+v, queue %d", st, p.QueueLen())
+	}
+}

@@ -47,6 +47,11 @@ type clientConn struct {
 	// callback closes it. Taken by Swap on either side.
 	own atomic.Pointer[upConn]
 
+	// park is the exchange of a request waiting in the max-conns queue with
+	// no handler running (queue.go); the handler that resumes it, or the
+	// close callback, takes it.
+	park atomic.Pointer[exchange]
+
 	// Edge (edge.go, edge_proxy.go). clientIP is set in onPrepare and, by a
 	// PROXY header, before the first request; proxy is the header still to
 	// read; ipKey/ipHeld are its --max-conns-per-ip count, released by the
@@ -82,6 +87,7 @@ const (
 	actKeep   action = iota // wait for the next request
 	actClose                // close the connection
 	actTunnel               // the connection now belongs to the tunnel engine
+	actQueued               // the request waits in the max-conns queue, its exchange in clientConn.park (queue.go)
 )
 
 func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
@@ -97,6 +103,9 @@ func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 		cc.state.Store(stateClosed)
 		if own := s.takeOwn(cc); own != nil { // exchange.go
 			own.c.Close()
+		}
+		if ex := cc.park.Swap(nil); ex != nil {
+			s.parkGone(cc, ex) // queue.go: the request leaves the queue
 		}
 		s.idle.remove(cc)
 		s.open.Add(-1)
@@ -136,20 +145,36 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	if cc == nil {
 		return conn.Close()
 	}
-	if !cc.markBusy(s.idle) {
-		return nil // the idle wheel is closing it
-	}
-	if cc.proxy != proxyNone && !s.readProxyHeader(cc) { // edge_proxy.go
-		return conn.Close()
-	}
-	ex := exchanges.Get().(*exchange)
+	ex := cc.park.Swap(nil)
 	act := actKeep
-	for act == actKeep {
-		act = s.serve(cc, ex)
-		s.exchangeDone(cc, ex) // record.go: metrics by pool, log line
+	if ex != nil {
+		// The queue answered (netpoll.Wake), or input came while the
+		// request waits: it goes on (queue.go).
+		act = s.resume(cc, ex)
+	} else {
 		if conn.Reader().Len() == 0 {
+			return nil // a Wake for a request already resumed
+		}
+		if !cc.markBusy(s.idle) {
+			return nil // the idle wheel is closing it
+		}
+		if cc.proxy != proxyNone && !s.readProxyHeader(cc) { // edge_proxy.go
+			return conn.Close()
+		}
+		ex = exchanges.Get().(*exchange)
+		act = s.serve(cc, ex)
+	}
+	for act != actQueued {
+		s.exchangeDone(cc, ex) // record.go: metrics by pool, log line
+		if act != actKeep || conn.Reader().Len() == 0 {
 			break
 		}
+		act = s.serve(cc, ex)
+	}
+	if act == actQueued {
+		// The request waits in the queue, its exchange in cc.park, with no
+		// goroutine; the connection stays busy (out of the idle wheel).
+		return nil
 	}
 	ex.reset()
 	exchanges.Put(ex)
@@ -172,24 +197,44 @@ const bufSize = 32 << 10
 // exchange is the working memory of one request/response exchange, pooled:
 // a connection holds one only while an exchange runs.
 type exchange struct {
+	*exchangeWork                              // parsers and the upstream buffer; given back while the request waits in the queue (park)
+	out           []byte                       // heads and request-body batches
+	wsKey         []byte                       // the client's Sec-WebSocket-Key, when ws
+	ws            bool                         // the request is a WebSocket handshake
+	http10        bool                         // the request is HTTP/1.0
+	body          bool                         // the request has a body (its connection is kept by keepOwn, not pooled)
+	tried         []*balancer.Backend          // backends that failed to connect, for this request
+	skip          func(*balancer.Backend) bool // reports membership in tried; bound once
+	target        []byte                       // the request target a ,strip route forwards
+	sticky        stickyState                  // the sticky decision (sticky.go); reset per request by stickyRequest
+	rec           accessRec                    // for the access log and metrics (record.go); reset by exchangeDone
+
+	// What forward needs of the request, kept here (not in serve's
+	// locals) so that it can go on after a wait in the queue.
+	pool       *balancer.Pool
+	kind       http1.BodyKind
+	cl         int64 // Content-Length
+	closeAfter bool  // the connection closes after this exchange
+	isHead     bool
+	replayable bool // no body, a safe method: may be replayed on a fresh connection
+	expect     bool // answer 100 Continue before the body
+	mayPark    bool // a wait in the queue may return from the handler (queue.go)
+	park       parkState
+}
+
+// exchangeWork is the part of an exchange that a request waiting in the
+// max-conns queue does not need (queue.go): most of the exchange's memory.
+type exchangeWork struct {
 	req    http1.Request
 	resp   http1.Response
 	chunks http1.ChunkScanner
-	buf    []byte                       // upstream reads; len bufSize
-	out    []byte                       // heads and request-body batches
-	wsKey  []byte                       // the client's Sec-WebSocket-Key, when ws
-	ws     bool                         // the request is a WebSocket handshake
-	http10 bool                         // the request is HTTP/1.0
-	body   bool                         // the request has a body (its connection is kept by keepOwn, not pooled)
-	tried  []*balancer.Backend          // backends that failed to connect, for this request
-	skip   func(*balancer.Backend) bool // reports membership in tried; bound once
-	target []byte                       // the request target a ,strip route forwards
-	sticky stickyState                  // the sticky decision (sticky.go); reset per request by stickyRequest
-	rec    accessRec                    // for the access log and metrics (record.go); reset by exchangeDone
+	buf    []byte // upstream reads; len bufSize
 }
 
+var works = sync.Pool{New: func() any { return &exchangeWork{buf: make([]byte, bufSize)} }}
+
 var exchanges = sync.Pool{New: func() any {
-	ex := &exchange{buf: make([]byte, bufSize), out: make([]byte, 0, 4<<10), wsKey: make([]byte, 0, 32)}
+	ex := &exchange{exchangeWork: works.Get().(*exchangeWork), out: make([]byte, 0, 4<<10), wsKey: make([]byte, 0, 32)}
 	ex.skip = func(b *balancer.Backend) bool { return slices.Contains(ex.tried, b) }
 	return ex
 }}
@@ -198,6 +243,8 @@ func (ex *exchange) reset() {
 	clear(ex.tried)
 	ex.tried = ex.tried[:0]
 	ex.ws, ex.http10, ex.body = false, false, false
+	ex.pool, ex.mayPark = nil, false
+	ex.park.reset()
 	ex.wsKey = ex.wsKey[:0]
 	ex.sticky.reset()
 	if cap(ex.out) > 4*bufSize { // an unusually large head grew it

@@ -67,16 +67,33 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	}
 
 	s.inflight.Add(1)
-	defer s.inflight.Add(-1)
-	defer s.stickyDone(ex) // sticky.go: after the backend's Release
+	act := actClose
+	defer func() {
+		if act != actQueued { // a queued exchange goes on in resume (queue.go)
+			s.stickyDone(ex) // sticky.go: after the backend's Release
+			s.inflight.Add(-1)
+		}
+	}()
 	s.recordHead(ex, head) // record.go
+	act = s.route(cc, ex, head)
+	return act
+}
+
+// route checks, routes and forwards the request whose head is parsed in
+// ex.req, up to the backend's pick; then forward does the rest. The state
+// forward needs is kept in ex, so that a request that waits in the
+// max-conns queue can return from the handler (actQueued) and go on later
+// (queue.go).
+func (s *Server) route(cc *clientConn, ex *exchange, head []byte) action {
+	r := cc.conn.Reader()
+	req := &ex.req
 	// edge.go: --redirect-https, --allowed-origin, --rate-limit
 	if act, done := s.edgeRequest(cc, ex, head); done {
 		return act
 	}
 
 	bodyKind := req.Body()
-	closeAfter := req.Close || s.draining.Load()
+	ex.closeAfter = req.Close || s.draining.Load()
 	if bodyKind == http1.BodyLength && s.cfg.MaxBodyBytes > 0 && req.ContentLength > s.cfg.MaxBodyBytes {
 		return s.reject(cc, 413)
 	}
@@ -85,15 +102,16 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	if pool == nil {
 		return s.reject(cc, 404)
 	}
-	isHead := req.IsMethod(head, "HEAD")
-	replayable := bodyKind == http1.BodyNone &&
-		(req.IsMethod(head, "GET") || isHead || req.IsMethod(head, "OPTIONS") || req.IsMethod(head, "TRACE"))
+	ex.pool = pool
+	ex.isHead = req.IsMethod(head, "HEAD")
+	ex.replayable = bodyKind == http1.BodyNone &&
+		(req.IsMethod(head, "GET") || ex.isHead || req.IsMethod(head, "OPTIONS") || req.IsMethod(head, "TRACE"))
 	if ex.ws = req.WebSocket; ex.ws {
 		ex.wsKey = append(ex.wsKey[:0], req.WSKey.Of(head)...)
 	}
-	expect := req.Expect100 && bodyKind != http1.BodyNone
+	ex.expect = req.Expect100 && bodyKind != http1.BodyNone
 	ex.http10 = req.Minor == 0
-	cl := req.ContentLength
+	ex.kind, ex.cl = bodyKind, req.ContentLength
 	fwd := cc.fwd
 	if strip > 0 || req.TargetChanged() {
 		// The backend is sent the normalized path every decision was made
@@ -107,18 +125,28 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	if err := s.precheckBody(cc, ex, bodyKind); err != nil {
 		return s.rejectErr(cc, s.rejected(cc, err)) // nothing sent upstream yet (reject.go)
 	}
-	bodyLeft := bodyKind != http1.BodyNone // request body bytes not yet consumed
-
-	ex.body = bodyLeft
-	uc, act := s.connect(cc, ex, pool, bodyLeft || closeAfter)
+	ex.body = bodyKind != http1.BodyNone // request body bytes not yet consumed
+	// A bodiless request with nothing behind it may wait in the queue
+	// without its handler (queue.go); one whose client already sent more
+	// waits in the handler, as the input would call it again at once.
+	ex.mayPark = !ex.body && r.Len() == 0 && !s.draining.Load()
+	uc, act := s.connect(cc, ex, pool, ex.body || ex.closeAfter)
 	if uc == nil {
 		return act
 	}
+	return s.forward(cc, ex, uc)
+}
+
+// forward sends the request to uc and relays the answer.
+func (s *Server) forward(cc *clientConn, ex *exchange, uc *upConn) action {
+	conn := cc.conn
+	pool, bodyKind, cl, closeAfter := ex.pool, ex.kind, ex.cl, ex.closeAfter
+	bodyLeft := ex.body
+	ex.mayPark = false // a connect from here on (a stale connection replaced) waits in the handler
 	b := uc.b
 	ex.rec.backend = b
-	head = nil // the head's bytes may be released from here on
 
-	if expect {
+	if ex.expect {
 		conn.Writer().WriteBinary(continue100)
 		if conn.Writer().Flush() != nil {
 			return s.drop(uc, actClose)
@@ -152,11 +180,12 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 		if uerr == nil {
 			break
 		}
-		if attempt == 0 && uc.reused && replayable && nbuf == 0 && status != 0 && isStale(uerr) {
+		if attempt == 0 && uc.reused && ex.replayable && nbuf == 0 && status != 0 && isStale(uerr) {
 			uc.c.Close()
 			fresh, err := s.ups.dial(b, s.cfg.ConnectTimeout, s.tunnelsFor(cc, ex))
 			if err != nil { // as a failed connect: the next backend is tried
 				s.connectFailed(b, ex, err)
+				var act action
 				if fresh, act = s.connect(cc, ex, pool, closeAfter); fresh == nil {
 					return act
 				}
@@ -203,7 +232,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	if ex.sticky.handshake {
 		return s.relayHandshake(cc, ex, uc, nbuf, closeAfter) // sticky.go: tags the sid
 	}
-	return s.relayResponse(cc, ex, uc, nbuf, isHead, closeAfter)
+	return s.relayResponse(cc, ex, uc, nbuf, ex.isHead, closeAfter)
 }
 
 // armDeadline gives uc's reads and writes the response timeout from now. A
@@ -230,36 +259,48 @@ const deadlineSlack = time.Second
 // what to do with its connection (close: it will be closed after the answer).
 // A connection this client owns (keepOwn) is taken when the pick is its
 // backend, and closed otherwise.
-func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, close bool) (uc *upConn, act action) {
+func (s *Server) connect(cc *clientConn, ex *exchange, pool *balancer.Pool, close bool) (*upConn, action) {
 	for {
-		b, err := s.pick(pool, ex) // sticky.go: the node the request names, else the pool's pick (queued at max-conns)
-		if err != nil {
-			return nil, s.queueRefused(cc, pool, err, close)
+		b, err := s.pick(cc, pool, ex) // sticky.go: the node the request names, else the pool's pick (queued at max-conns)
+		if err == errQueued {
+			return nil, actQueued // queue.go: resume goes on
 		}
-		if b == nil {
-			if len(ex.tried) == 0 {
-				return nil, s.fail(cc, 503, close)
-			}
-			return nil, s.fail(cc, 502, close)
+		if uc, act, done := s.connectTo(cc, ex, b, err, pool, close); done {
+			return uc, act
 		}
-		if own := s.takeOwn(cc); own != nil {
-			if own.b == b && own.reusable(time.Now(), s.ups.idleFor, s.m) {
-				return own, actKeep
-			}
-			own.c.Close()
-		}
-		uc, err := s.ups.get(b, s.cfg.ConnectTimeout, s.tunnelsFor(cc, ex))
-		if err == nil {
-			return uc, actKeep
-		}
-		if outOfFiles(err) { // this process is out of files: no backend is at fault (upstream.go)
-			s.m.upstreamError(upConnErr)
-			s.logOutOfFiles("connecting to a backend", err)
-			b.Release()
-			return nil, s.fail(cc, 503, true)
-		}
-		s.connectFailed(b, ex, err)
 	}
+}
+
+// connectTo is connect's step for one pick's answer (b, err): done false
+// when b could not be reached and the next backend is to be tried.
+func (s *Server) connectTo(cc *clientConn, ex *exchange, b *balancer.Backend, err error, pool *balancer.Pool, close bool) (uc *upConn, act action, done bool) {
+	if err != nil {
+		return nil, s.queueRefused(cc, pool, err, close), true
+	}
+	if b == nil {
+		if len(ex.tried) == 0 {
+			return nil, s.fail(cc, 503, close), true
+		}
+		return nil, s.fail(cc, 502, close), true
+	}
+	if own := s.takeOwn(cc); own != nil {
+		if own.b == b && own.reusable(time.Now(), s.ups.idleFor, s.m) {
+			return own, actKeep, true
+		}
+		own.c.Close()
+	}
+	uc, err = s.ups.get(b, s.cfg.ConnectTimeout, s.tunnelsFor(cc, ex))
+	if err == nil {
+		return uc, actKeep, true
+	}
+	if outOfFiles(err) { // this process is out of files: no backend is at fault (upstream.go)
+		s.m.upstreamError(upConnErr)
+		s.logOutOfFiles("connecting to a backend", err)
+		b.Release()
+		return nil, s.fail(cc, 503, true), true
+	}
+	s.connectFailed(b, ex, err)
+	return nil, actKeep, false
 }
 
 // tunnelsFor returns the tunnel engine when the exchange's new backend

@@ -147,24 +147,16 @@ func (s *Server) stickyRequest(cc *clientConn, ex *exchange, head []byte, pool *
 // ErrQueueTimeout, ErrQueueFull). A request for a session whose node is
 // healthy but full waits in the queue for that node alone: no other node
 // knows the session.
-func (s *Server) pick(pool *balancer.Pool, ex *exchange) (*balancer.Backend, error) {
+func (s *Server) pick(cc *clientConn, pool *balancer.Pool, ex *exchange) (*balancer.Backend, error) {
 	st := &ex.sticky
 	s.sticky.Sweep()
 	if b := st.want; b != nil {
 		st.want = nil
-		ok, err := s.pin(pool, b, ex)
-		if err != nil {
-			return nil, err
+		ok, err := s.pin(cc, pool, b, ex)
+		if err == errQueued {
+			return nil, err // queue.go: resume calls pinned
 		}
-		if ok {
-			st.pinned = b
-			s.m.stickyHits.Inc()
-			if len(st.sid) > 0 {
-				st.ref = s.sticky.Join(st.sid, b)
-			}
-			return b, nil
-		}
-		s.m.stickyMiss(missUnhealthy)
+		return s.pinned(cc, pool, ex, b, ok, err)
 	} else if st.pinned != nil {
 		// The pinned node could not be reached; its Pick is released.
 		st.pinned = nil
@@ -174,17 +166,60 @@ func (s *Server) pick(pool *balancer.Pool, ex *exchange) (*balancer.Backend, err
 		}
 		s.m.stickyMiss(missUnreachable)
 	}
-	if st.ip {
-		return s.sticky.PickHash(pool, st.ipKey, ex.skip), nil
+	return s.pickPolicy(cc, pool, ex)
+}
+
+// pinned is pick's step after pin's answer for the session's node b: b
+// when it took the request, else the policy's pick.
+func (s *Server) pinned(cc *clientConn, pool *balancer.Pool, ex *exchange, b *balancer.Backend, ok bool, err error) (*balancer.Backend, error) {
+	if err != nil {
+		return nil, err
 	}
-	return s.pickWait(pool, ex.skip, ex.ws)
+	st := &ex.sticky
+	if ok {
+		st.pinned = b
+		s.m.stickyHits.Inc()
+		if len(st.sid) > 0 {
+			st.ref = s.sticky.Join(st.sid, b)
+		}
+		return b, nil
+	}
+	s.m.stickyMiss(missUnhealthy)
+	return s.pickPolicy(cc, pool, ex)
+}
+
+// pickPolicy picks by client address (StickyIP) or the pool's policy.
+func (s *Server) pickPolicy(cc *clientConn, pool *balancer.Pool, ex *exchange) (*balancer.Backend, error) {
+	if ex.sticky.ip {
+		return s.sticky.PickHash(pool, ex.sticky.ipKey, ex.skip), nil
+	}
+	return s.pickWait(cc, pool, ex, ex.skip)
 }
 
 // pickWait is Pool.PickWait with the queue's wait recorded. No usable
 // backend is not an error here (nil, nil): the caller answers 503, or 502
-// when it has tried some.
-func (s *Server) pickWait(pool *balancer.Pool, skip func(*balancer.Backend) bool, ws bool) (*balancer.Backend, error) {
-	b, waited, err := pool.PickWait(skip, ws, s.cfg.QueueTimeout)
+// when it has tried some. When ex.mayPark, a wait returns errQueued at
+// once instead, with the exchange kept in cc.park until the queue answers
+// (queue.go).
+func (s *Server) pickWait(cc *clientConn, pool *balancer.Pool, ex *exchange, skip func(*balancer.Backend) bool) (*balancer.Backend, error) {
+	if ex.mayPark {
+		ex.park.cc = cc
+		b, err, tk := pool.PickAsync(skip, ex.ws, s.cfg.QueueTimeout, ex)
+		if tk == nil {
+			return s.queueAnswered(pool, b, 0, err)
+		}
+		ex.park.tk = tk
+		ex.parkWork()
+		cc.park.Store(ex)
+		cc.conn.Reader().Release() // the head is copied out (ex.out): its input buffer goes
+		return nil, errQueued
+	}
+	b, waited, err := pool.PickWait(skip, ex.ws, s.cfg.QueueTimeout)
+	return s.queueAnswered(pool, b, waited, err)
+}
+
+// queueAnswered records the queue's wait for pickWait's answer.
+func (s *Server) queueAnswered(pool *balancer.Pool, b *balancer.Backend, waited time.Duration, err error) (*balancer.Backend, error) {
 	if waited > 0 || err == balancer.ErrQueueTimeout {
 		s.m.queueWait(pool.Name(), waited)
 	}
@@ -396,14 +431,18 @@ func parseForwardedAddr(b []byte) (netip.Addr, bool) {
 // handshake, with a handshake token (--max-handshakes-per-backend). A
 // healthy node that is only full is waited for in the pool's queue, with
 // every other node skipped. false, nil: b cannot take it (the caller picks
-// another); an error: the wait ended without a slot.
-func (s *Server) pin(pool *balancer.Pool, b *balancer.Backend, ex *exchange) (bool, error) {
+// another); an error: the wait ended without a slot (errQueued: it goes
+// on without the handler, queue.go).
+func (s *Server) pin(cc *clientConn, pool *balancer.Pool, b *balancer.Backend, ex *exchange) (bool, error) {
 	if ex.ws && s.sticky.PinUpgrade(b, ex.skip) || !ex.ws && s.sticky.Pin(b, ex.skip) {
 		return true, nil
 	}
 	if !b.Healthy() || ex.skip(b) {
 		return false, nil
 	}
-	got, err := s.pickWait(pool, func(x *balancer.Backend) bool { return x != b || ex.skip(x) }, ex.ws)
+	got, err := s.pickWait(cc, pool, ex, func(x *balancer.Backend) bool { return x != b || ex.skip(x) })
+	if err == errQueued {
+		ex.park.pin = b // resume goes on with pinned
+	}
 	return got != nil, err
 }

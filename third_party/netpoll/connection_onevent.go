@@ -40,6 +40,7 @@ type onEvent struct {
 	onDisconnectCallback atomic.Value
 	onRequestCallback    atomic.Value
 	closeCallbacks       atomic.Value // value is latest *callbackNode
+	wake                 atomic.Bool  // wsgate patch (connection_wake.go): run OnRequest without input
 }
 
 type callbackNode struct {
@@ -213,7 +214,8 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (proces
 	START:
 		// The `onRequest` must be executed at least once if conn have any readable data,
 		// which is in order to cover the `send & close by peer` case.
-		if onRequest != nil && c.Reader().Len() > 0 {
+		woken := c.wake.Swap(false) // wsgate patch (connection_wake.go)
+		if onRequest != nil && (c.Reader().Len() > 0 || woken) {
 			_ = onRequest(c.ctx, c)
 		}
 		// The processing loop must ensure that the connection meets `IsActive`.
@@ -223,9 +225,10 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (proces
 		for {
 			closedBy = c.status(closing)
 			// close by user or not processable
-			if closedBy == user || onRequest == nil || c.Reader().Len() == 0 {
+			if closedBy == user || onRequest == nil || c.Reader().Len() == 0 && !c.wake.Load() { // wsgate patch: or woken
 				break
 			}
+			c.wake.Store(false) // wsgate patch (connection_wake.go)
 			_ = onRequest(c.ctx, c)
 		}
 		// wsgate patch (connection_pause.go): a handler that consumed input
@@ -263,7 +266,7 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (proces
 			return
 		}
 		// double check is processable
-		if onRequest != nil && c.Reader().Len() > 0 && c.lock(processing) {
+		if onRequest != nil && (c.Reader().Len() > 0 || c.wake.Load()) && c.lock(processing) { // wsgate patch: or woken
 			goto START
 		}
 		// task exits
