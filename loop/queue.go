@@ -152,6 +152,7 @@ func (s *Server) resume(cc *clientConn, ex *exchange) (act action) {
 			s.inflight.Add(-1)
 		}
 	}()
+	ex.closeAfter = ex.closeAfter || s.draining.Load() // a drain began while it waited: as serve's
 	pool, close := ex.pool, ex.body || ex.closeAfter
 	ex.mayPark = ex.mayPark && cc.conn.Reader().Len() == 0 // a second wait (another node, after a failed connect): as route decides
 	b, err = s.queueAnswered(pool, b, waited, err)
@@ -168,6 +169,19 @@ func (s *Server) resume(cc *clientConn, ex *exchange) (act action) {
 		return act
 	}
 	return s.forward(cc, ex, uc)
+}
+
+// wakeParked runs the handler of every connection whose request waits in
+// the queue without one, when a drain begins: it waits for the queue's
+// answer in the handler (resume), so that netpoll's shutdown, which closes
+// the connections it finds idle (no handler, nothing buffered either way),
+// leaves it to finish. A request parked after the drain began wakes
+// itself (pickWait).
+func (s *Server) wakeParked() {
+	s.parked.Range(func(k, _ any) bool {
+		netpoll.Wake(k.(*clientConn).conn)
+		return true
+	})
 }
 
 // parkGone ends a parked exchange whose client closed its connection (the

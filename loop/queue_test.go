@@ -2,6 +2,7 @@ package loop_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -242,5 +243,56 @@ func TestQueueStickyWaitsForItsNode(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "a" {
 		t.Errorf("pinned request: %d from %q, want 200 from a", resp.StatusCode, resp.Header.Get("X-Backend"))
+	}
+}
+
+// A request waiting in the queue when a drain begins is in progress, not
+// idle: netpoll's shutdown leaves its connection open, and the request is
+// served once a slot frees (with Connection: close), instead of the
+// connection being closed as idle with no answer.
+func TestQueuedRequestSurvivesDrain(t *testing.T) {
+	be := startHoldBackend(t, "a")
+	p := queueProxy(t, []string{be.addr + ",max-conns=1"}, nil)
+	pool := p.bal.Pools()[0]
+	held := be.hold(t, p.addr, "")
+
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /queued HTTP/1.1\r\nHost: x\r\n\r\n")
+	eventually(t, "the request queued", func() bool { return pool.QueueLen() == 1 })
+
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		p.srv.Shutdown(ctx)
+	}()
+	time.Sleep(300 * time.Millisecond) // netpoll's shutdown looks for idle connections meanwhile
+	select {
+	case <-drained:
+		t.Fatal("the drain ended with a request still queued")
+	default:
+	}
+	close(be.release)
+	if s := <-held; s != "200 OK" {
+		t.Fatalf("held request: %s", s)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("the queued request got no answer through the drain: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "a /queued" || !resp.Close {
+		t.Fatalf("queued request: %d %q, close %v", resp.StatusCode, body, resp.Close)
+	}
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the drain did not end after the last request")
 	}
 }

@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cloudwego/netpoll"
+
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/http1"
 	"github.com/wsgate/wsgate/loop/eio"
@@ -211,6 +213,12 @@ func (s *Server) pickWait(cc *clientConn, pool *balancer.Pool, ex *exchange, ski
 		ex.park.tk = tk
 		ex.parkWork()
 		cc.park.Store(ex)
+		s.parked.Store(cc, struct{}{})
+		if s.draining.Load() {
+			// A drain began after route let it park: its handler waits
+			// (queue.go, wakeParked), or netpoll would close it as idle.
+			netpoll.Wake(cc.conn)
+		}
 		cc.conn.Reader().Release() // the head is copied out (ex.out): its input buffer goes
 		return nil, errQueued
 	}
