@@ -58,6 +58,9 @@ func TestStalePooledConnection(t *testing.T) {
 	send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
 	eventually(t, "the backend closed its first connection", func() bool { return closed.Load() == 1 })
 	send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+	// The POST cannot be replayed: it must find the pool's connection
+	// already closed (a close racing the request is a 502, as anywhere).
+	eventually(t, "the backend closed its second connection", func() bool { return closed.Load() == 2 })
 	send("POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
 
 	mu.Lock()

@@ -1,7 +1,9 @@
 package tunnel
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +70,8 @@ type loop struct {
 	pipes         []pipe  // empty pipes, at most maxPooledPipes
 	pipeRetryTick int64   // no pipe2 before this tick (after EMFILE and the like)
 	stopping      bool
+	stepFn        func(uintptr) bool // l.step, bound once so that a park allocates nothing
+	stopNow       bool               // step's batch says the loop stops
 
 	// TLS tunnels whose AEADs are built (tls_linux.go: restIdleTLS lets
 	// those of quiet tunnels go once a tick).
@@ -121,6 +125,7 @@ func newLoop(e *Engine) (*loop, error) {
 	l.updateNow()
 	l.wheel = wheel.New(wheel.SlotsFor(max(e.timeoutTicks, e.finTicks), maxWheelSize), l.nowTick)
 	l.expire = l.expireSlot
+	l.stepFn = l.step
 	return l, nil
 }
 
@@ -223,17 +228,62 @@ func (l *loop) waitFor() time.Duration {
 	return (wait + time.Millisecond - 1) / time.Millisecond * time.Millisecond
 }
 
-// wait fills l.events: parked on Go's netpoller where possible
-// (wait_linux.go), else blocked in epoll_wait. It returns 0 events at once
-// when commands are queued.
-func (l *loop) wait() (int, error) {
-	p := l.poll
-	if p.rc == nil {
-		return p.wait(l.epfd, l.events, l.waitFor())
+// run is the loop goroutine. It waits for events parked on Go's netpoller
+// (wait_linux.go; no LockOSThread: measured, no gain; cycle) and handles,
+// per wakeup: tunnel events, then commands, then metrics, then the wheel
+// (batch).
+func (l *loop) run() {
+	defer l.e.wg.Done()
+	for {
+		var stop bool
+		if l.poll.rc == nil {
+			n, err := l.poll.wait(l.epfd, l.events, l.waitFor())
+			if err != nil {
+				l.waitFailed(err)
+				continue
+			}
+			stop = l.batch(n)
+		} else {
+			stop = l.cycle()
+		}
+		if stop {
+			l.shutdown()
+			return
+		}
 	}
+}
+
+// waitFailed handles epoll_wait's error: EINTR is retried; EBADF, EFAULT or
+// EINVAL are a bug, not a condition to retry.
+func (l *loop) waitFailed(err error) {
+	if err != unix.EINTR {
+		panic("tunnel: epoll_wait: " + err.Error())
+	}
+}
+
+// cycle parks the loop on Go's netpoller until its epoll fd has events, the
+// wheel's next tick, or a command (interrupt), and handles what comes; it
+// reports whether the loop must stop.
+//
+// The park is one RawRead whose callback (step) handles the events itself
+// and asks to park again after each batch. Only RawRead's start resets the
+// runtime's readiness of the epoll fd, so polling before it parks (the
+// callback's first call) is needed once a park, not once a batch: an event
+// that comes while a batch runs is an edge the runtime keeps, and ends the
+// next wait at once. A poll that returned fewer than maxEvents left nothing
+// ready behind: every registration on the loop is edge-triggered (the
+// eventfd, level-triggered, is used only where the runtime cannot poll).
+// That is one epoll_wait per wakeup instead of two.
+func (l *loop) cycle() (stop bool) {
+	p := l.poll
 	wait := l.waitFor()
 	if wait == 0 {
-		return epollWaitNow(l.epfd, l.events)
+		n, err := epollWaitNow(l.epfd, l.events)
+		if err != nil {
+			l.waitFailed(err)
+			return false
+		}
+		return l.batch(n)
 	}
 	// The deadline is set before the queue is checked: a command queued
 	// from here on finds the loop parked and moves the deadline after it.
@@ -241,63 +291,97 @@ func (l *loop) wait() (int, error) {
 	l.mu.Lock()
 	if len(l.queue) > 0 || l.closed {
 		l.mu.Unlock()
-		return 0, nil
+		return l.batch(0)
 	}
 	l.parked = true
 	l.mu.Unlock()
-	n, err := p.park(l.events) // polls once before it parks
+	l.stopNow = false
+	err := p.rc.Read(l.stepFn)
 	l.mu.Lock()
 	l.parked = false
 	l.mu.Unlock()
-	return n, err
+	if err != nil {
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			panic("tunnel: park: " + err.Error())
+		}
+		// The wheel's tick, or interrupt: either way the deadline set is
+		// no longer the one p.deadline says.
+		p.interrupted = true
+		return l.batch(0)
+	}
+	return l.stopNow
 }
 
-// run is the loop goroutine. It waits for events parked on Go's netpoller
-// (wait_linux.go; no LockOSThread: measured, no gain) and handles, per
-// wakeup: tunnel events, then commands, then metrics, then the wheel.
-func (l *loop) run() {
-	defer l.e.wg.Done()
+// step is cycle's RawRead callback: it polls the epoll fd and handles the
+// events, batch after batch; false parks (l.parked set), true ends the park
+// (the loop stops, commands are queued, or the deadline must change).
+func (l *loop) step(uintptr) bool {
 	for {
-		n, err := l.wait()
+		n, err := epollWaitNow(l.epfd, l.events)
 		if err != nil {
-			if err == unix.EINTR {
-				continue
-			}
-			// EBADF/EFAULT/EINVAL: a bug, not a condition to retry.
-			panic("tunnel: epoll_wait: " + err.Error())
+			l.waitFailed(err)
+			continue
 		}
-		l.updateNow()
-		commands := l.pending.Load()
-		for i := 0; i < n; i++ {
-			ev := &l.events[i]
-			if ev.Fd <= wakeData {
-				if ev.Fd == wakeData {
-					commands = true
-				} else {
-					l.pendingEvent(ev) // pending_linux.go
-				}
-				continue
-			}
-			u := uint32(ev.Fd)
-			idx := int32(u >> 1)
-			t := l.slot(idx)
-			if t.gen != uint32(ev.Pad) || !t.open {
-				continue // stale: the tunnel closed earlier in this batch
-			}
-			l.handle(t, idx, int(u&1), ev.Events)
+		if n == 0 {
+			return false
 		}
-		if commands && l.runCommands() {
-			l.shutdown()
-			return
+		l.mu.Lock()
+		l.parked = false
+		l.mu.Unlock()
+		if l.batch(n) {
+			l.stopNow = true
+			return true
 		}
-		l.flushMetrics()
-		if l.nowTick > l.wheel.Cur() {
-			l.wheel.Advance(l.nowTick, l.expire)
+		if l.poll.deadline.IsZero() && l.waitFor() >= 0 {
+			return true // the wheel has a tick to wait for now
 		}
-		if l.nowTick > l.tlsSwept && len(l.tlsWarm) > 0 {
-			l.restIdleTLS()
+		l.mu.Lock()
+		if len(l.queue) > 0 || l.closed {
+			l.mu.Unlock()
+			return true
+		}
+		l.parked = true
+		l.mu.Unlock()
+		if n < len(l.events) {
+			return false
 		}
 	}
+}
+
+// batch handles n events in l.events, then commands, metrics and the
+// wheel; it reports whether the loop must stop.
+func (l *loop) batch(n int) (stop bool) {
+	l.updateNow()
+	commands := l.pending.Load()
+	for i := 0; i < n; i++ {
+		ev := &l.events[i]
+		if ev.Fd <= wakeData {
+			if ev.Fd == wakeData {
+				commands = true
+			} else {
+				l.pendingEvent(ev) // pending_linux.go
+			}
+			continue
+		}
+		u := uint32(ev.Fd)
+		idx := int32(u >> 1)
+		t := l.slot(idx)
+		if t.gen != uint32(ev.Pad) || !t.open {
+			continue // stale: the tunnel closed earlier in this batch
+		}
+		l.handle(t, idx, int(u&1), ev.Events)
+	}
+	if commands && l.runCommands() {
+		return true
+	}
+	l.flushMetrics()
+	if l.nowTick > l.wheel.Cur() {
+		l.wheel.Advance(l.nowTick, l.expire)
+	}
+	if l.nowTick > l.tlsSwept && len(l.tlsWarm) > 0 {
+		l.restIdleTLS()
+	}
+	return false
 }
 
 func (l *loop) flushMetrics() {

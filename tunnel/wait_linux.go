@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"errors"
 	"os"
 	"syscall"
 	"time"
@@ -36,7 +35,8 @@ func epollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
 }
 
 // poller parks a loop goroutine on Go's netpoller until its epoll fd has
-// events. Owned by the loop goroutine; f owns the epoll fd.
+// events (loop.cycle: a RawRead on f). Owned by the loop goroutine; f owns
+// the epoll fd.
 type poller struct {
 	f        *os.File
 	rc       syscall.RawConn // nil where the runtime cannot poll f: then wait blocks in epoll_wait
@@ -44,21 +44,12 @@ type poller struct {
 	// interrupted: a park ended by its deadline, so f's deadline may be
 	// what interrupt set, not deadline; the next park sets it again.
 	interrupted bool
-
-	// The rc.Read callback, bound once so that parking allocates nothing,
-	// and its arguments and results.
-	try    func(uintptr) bool
-	epfd   int
-	events []unix.EpollEvent
-	n      int
-	err    error
 }
 
 // newPoller takes over epfd (closed by close).
 func newPoller(epfd int) *poller {
 	unix.SetNonblock(epfd, true) // os.NewFile polls only non-blocking fds
-	p := &poller{f: os.NewFile(uintptr(epfd), "tunnel-epoll"), epfd: epfd}
-	p.try = p.tryWait
+	p := &poller{f: os.NewFile(uintptr(epfd), "tunnel-epoll")}
 	// Deadlines work only on files the runtime polls: the test for it.
 	if p.f.SetReadDeadline(time.Time{}) == nil {
 		p.rc, _ = p.f.SyscallConn()
@@ -66,22 +57,15 @@ func newPoller(epfd int) *poller {
 	return p
 }
 
-// wait fills events; it blocks (parked, not in a system call) up to wait,
-// or without limit when wait < 0. n is 0 when the time ran out.
+// wait fills events where the runtime cannot poll the epoll fd (rc nil),
+// blocked in epoll_wait up to wait (< 0: no limit). n is 0 when the time
+// ran out.
 func (p *poller) wait(epfd int, events []unix.EpollEvent, wait time.Duration) (n int, err error) {
-	if p.rc == nil {
-		msec := -1
-		if wait >= 0 {
-			msec = int(wait / time.Millisecond)
-		}
-		return unix.EpollWait(epfd, events, msec)
+	msec := -1
+	if wait >= 0 {
+		msec = int(wait / time.Millisecond)
 	}
-	n, err = epollWaitNow(epfd, events)
-	if n != 0 || wait == 0 || (err != nil && err != unix.EINTR) {
-		return n, err
-	}
-	p.setDeadline(wait)
-	return p.park(events)
+	return unix.EpollWait(epfd, events, msec)
 }
 
 // setDeadline sets the read deadline a park waits until: wait from now, or
@@ -99,36 +83,10 @@ func (p *poller) setDeadline(wait time.Duration) {
 	}
 }
 
-// park waits on Go's netpoller, until the epoll fd is readable (its events
-// are then in events) or the read deadline passes (n is 0).
-func (p *poller) park(events []unix.EpollEvent) (n int, err error) {
-	p.events = events
-	rerr := p.rc.Read(p.try)
-	n, err = p.n, p.err
-	p.events, p.err = nil, nil
-	if rerr != nil {
-		if errors.Is(rerr, os.ErrDeadlineExceeded) {
-			// The wheel's tick, or interrupt: either way the deadline
-			// set is no longer the one p.deadline says.
-			p.interrupted = true
-			return 0, nil
-		}
-		return 0, rerr
-	}
-	return n, err
-}
-
 // interrupt ends a park at once (or the next one, if none is in progress):
 // the deadline moves into the past. Safe from any goroutine.
 func (p *poller) interrupt() { p.f.SetReadDeadline(longAgo) }
 
 var longAgo = time.Unix(1, 0)
-
-// tryWait is the rc.Read callback: true (done) once events or an error
-// came, false to park until the epoll fd is readable.
-func (p *poller) tryWait(uintptr) bool {
-	p.n, p.err = epollWaitNow(p.epfd, p.events)
-	return p.n != 0 || (p.err != nil && p.err != unix.EINTR)
-}
 
 func (p *poller) close() { p.f.Close() }
