@@ -265,7 +265,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.draining.Swap(true) {
 		close(s.stopRebalance)
 	}
-	s.wakeParked() // queue.go: queued requests are in progress, not idle
+	s.wakeParked()  // queue.go: queued requests are in progress, not idle
 	s.handOver(ctx) // drain_linux.go: steer new connections to a successor first
 	// tls.go: the same for the TLS listeners
 	s.closeFront(ctx)
