@@ -71,8 +71,8 @@ FUZZTIME ?= 60s
 # connections held from one process.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 bench-compare:
-	@command -v nginx >/dev/null && command -v haproxy >/dev/null && command -v wrk >/dev/null || { \
-		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nginx haproxy wrk; }
+	@command -v nginx >/dev/null && command -v haproxy >/dev/null && command -v wrk >/dev/null && command -v strace >/dev/null || { \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends nginx haproxy wrk strace; }
 	WSGATE_COMPARE=1 $(GO) test -count=1 -timeout 40m -v -run 'TestCompareProxies|TestCompareStorm' ./cmd/wsgate
 	$(GO) test -run '^$$' -bench 'Echo64' -benchtime 200000x -count 3 ./bench
 	WSBENCH_MEASURE=1 $(GO) test -count=1 -run 'TestMeasure' -v ./bench | grep -E 'round|connect 9000|^(ok|FAIL|---)'

@@ -132,8 +132,13 @@ type cmpResult struct {
 	// The kernel's part (stime) of each CPU figure: what a proxy making the
 	// same system calls cannot go below, whatever its own code costs.
 	hsSysUS, echoSysUS, httpSysUS float64
-	httpTool                      string
-	idleNote, echoErrors          string
+	// hsSyscalls: system calls per WebSocket handshake, all the proxy's
+	// processes and threads (strace -c -f over a handshake load; 0 when
+	// strace is not installed).
+	hsSyscalls           float64
+	hsSyscallTop         string // the calls made at least once a handshake, per handshake
+	httpTool             string
+	idleNote, echoErrors string
 	// ratio is each load figure's median paired ratio to HAProxy (by
 	// cmpField key); absent for HAProxy itself and for figures not measured.
 	ratio map[string]float64
@@ -282,6 +287,12 @@ func comparePass(t *testing.T, env *compareEnv, kinds []proxyKind, n int, dur ti
 		}
 	}
 
+	if env.tlsCert == "" {
+		for _, p := range ps {
+			countSyscalls(t, env, p, dur)
+		}
+	}
+
 	var ha *runningProxy
 	for _, p := range ps {
 		if p.name == "HAProxy" {
@@ -310,6 +321,59 @@ func comparePass(t *testing.T, env *compareEnv, kinds []proxyKind, n int, dur ti
 		out = append(out, p.res)
 	}
 	return out
+}
+
+// countSyscalls counts the system calls of p's processes (all threads)
+// under a handshake load of d with strace -c -f, as BENCHMARKS.md has
+// counted them since the third session, into p.res.hsSyscalls (per
+// handshake). strace slows the proxy down, so the load's CPU figures are
+// not taken here; without strace nothing is counted.
+func countSyscalls(t *testing.T, env *compareEnv, p *runningProxy, d time.Duration) {
+	bin, err := exec.LookPath("strace")
+	if err != nil || p.pids == nil {
+		return
+	}
+	out := filepath.Join(env.dir, "strace-"+strings.ReplaceAll(p.name, " ", "_")+".txt")
+	args := []string{"-c", "-f", "-o", out}
+	for _, pid := range p.pids() {
+		args = append(args, "-p", strconv.Itoa(pid))
+	}
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		t.Logf("%s: strace: %v", p.name, err)
+		return
+	}
+	time.Sleep(time.Second) // attached to every thread before the load starts
+	count, _, errs := handshakeLoop(env.wsURL(p.addr), compareHSConns, d, false)
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+	b, err := os.ReadFile(out)
+	if err != nil || count == 0 {
+		t.Logf("%s: strace: %v (%d handshakes)", p.name, err, count)
+		return
+	}
+	// "% time seconds usecs/call calls [errors] syscall" rows, then "total".
+	var top []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		calls, err := strconv.ParseFloat(f[3], 64)
+		if err != nil {
+			continue
+		}
+		name := f[len(f)-1]
+		if name == "total" {
+			p.res.hsSyscalls = calls / float64(count)
+			continue
+		}
+		if per := calls / float64(count); per >= 0.95 {
+			top = append(top, fmt.Sprintf("%s %.1f", name, per))
+		}
+	}
+	p.res.hsSyscallTop = strings.Join(top, ", ")
+	t.Logf("%s: %.1f system calls per handshake under strace (%d handshakes, %d errors): %s", p.name, p.res.hsSyscalls, count, errs, p.res.hsSyscallTop)
 }
 
 // median of the non-zero values of vs (0 when there are none).
@@ -1052,6 +1116,7 @@ func writeCompareTable(w io.Writer, rs []cmpResult, rounds int) {
 		{"proxy CPU per WebSocket handshake (µs)", func(r *cmpResult) float64 { return r.hsCPUus }, "%.0f", true, "hs"},
 		{"  of which in the kernel (µs)", func(r *cmpResult) float64 { return r.hsSysUS }, "%.0f", true, ""},
 		{"handshakes/s (16 workers)", func(r *cmpResult) float64 { return r.handshakes }, "%.0f", false, "hsRate"},
+		{"system calls per handshake (strace -c -f)", func(r *cmpResult) float64 { return r.hsSyscalls }, "%.1f", true, ""},
 		{"proxy CPU per resumed TLS handshake (µs)", func(r *cmpResult) float64 { return r.hsResumedCPUus }, "%.0f", true, "hsRes"},
 		{"  share of them resumed", func(r *cmpResult) float64 { return r.resumedShare }, "%.2f", false, ""},
 		{"proxy CPU per 64 B echo round trip (µs)", func(r *cmpResult) float64 { return r.echoCPUus }, "%.1f", true, "echo"},
@@ -1096,6 +1161,11 @@ func writeCompareTable(w io.Writer, rs []cmpResult, rounds int) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "\nLoad figures: the median of %d paired rounds; (×) = ratio to HAProxy, for load figures the median of the %d per-round ratios. Lower is better for memory, fds, CPU and latency; higher for rates.\n", rounds, rounds)
+	for _, r := range rs {
+		if r.hsSyscallTop != "" {
+			fmt.Fprintf(w, "%s system calls per handshake: %s\n", r.name, r.hsSyscallTop)
+		}
+	}
 	for _, r := range rs {
 		if r.echoErrors != "" {
 			fmt.Fprintf(w, "%s echo: %s\n", r.name, r.echoErrors)
