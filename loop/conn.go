@@ -105,7 +105,6 @@ func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 			own.c.Close()
 		}
 		if ex := cc.park.Swap(nil); ex != nil {
-			s.parked.Delete(cc)
 			s.parkGone(cc, ex) // queue.go: the request leaves the queue
 		}
 		s.idle.remove(cc)
@@ -149,7 +148,7 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	ex := cc.park.Swap(nil)
 	act := actKeep
 	if ex != nil {
-		s.parked.Delete(cc)
+		netpoll.Hold(conn, false)
 		// The queue answered (netpoll.Wake), or input came while the
 		// request waits: it goes on (queue.go).
 		act = s.resume(cc, ex)

@@ -25,11 +25,14 @@ import (
 // (Pool.PickAsync): its handler returns with the exchange kept in
 // clientConn.park, and the queue's answer wakes the connection's handler
 // again (netpoll.Wake, on the runner, under netpoll's processing lock like
-// any handler call), which goes on with the exchange (resume). A client
-// that closes its connection meanwhile is seen at once (netpoll closes a
-// connection whose peer sends FIN while no handler runs and no input is
-// unread), and its request leaves the queue without taking a slot
-// (parkGone: wsgate_queue_refused_total{reason="client_gone"}). Input that
+// any handler call), which goes on with the exchange (resume). The
+// connection is held meanwhile (netpoll.Hold): a drain waits for it, and a
+// FIN from the client (its half-close, RFC 9112 9.6) ends its input only,
+// so the request is still answered, as HAProxy answers it without option
+// abortonclose. A client whose connection is reset or hung up is seen at
+// once (netpoll closes the connection), and its request leaves the queue
+// without taking a slot (parkGone:
+// wsgate_queue_refused_total{reason="client_gone"}). Input that
 // comes while the request waits (a pipelined request) calls the handler,
 // which then waits for the answer itself, as every queued request did
 // before; so does a request whose client had already sent more, or one
@@ -169,19 +172,6 @@ func (s *Server) resume(cc *clientConn, ex *exchange) (act action) {
 		return act
 	}
 	return s.forward(cc, ex, uc)
-}
-
-// wakeParked runs the handler of every connection whose request waits in
-// the queue without one, when a drain begins: it waits for the queue's
-// answer in the handler (resume), so that netpoll's shutdown, which closes
-// the connections it finds idle (no handler, nothing buffered either way),
-// leaves it to finish. A request parked after the drain began wakes
-// itself (pickWait).
-func (s *Server) wakeParked() {
-	s.parked.Range(func(k, _ any) bool {
-		netpoll.Wake(k.(*clientConn).conn)
-		return true
-	})
 }
 
 // parkGone ends a parked exchange whose client closed its connection (the

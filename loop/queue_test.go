@@ -112,7 +112,7 @@ func queueProxy(t *testing.T, backends []string, mod func(*loop.Config)) *proxy 
 	})
 }
 
-// A queued request whose client closes its connection leaves the queue at
+// A queued request whose client resets its connection leaves the queue at
 // once, takes no slot when one frees, and nothing is dialed for it.
 func TestQueueClientGone(t *testing.T) {
 	be := startHoldBackend(t, "a")
@@ -126,6 +126,7 @@ func TestQueueClientGone(t *testing.T) {
 	}
 	fmt.Fprintf(c, "GET /gone HTTP/1.1\r\nHost: x\r\n\r\n")
 	eventually(t, "the request queued", func() bool { return pool.QueueLen() == 1 })
+	c.(*net.TCPConn).SetLinger(0) // a reset: the client is gone (a FIN alone is a half-close)
 	c.Close()
 	eventually(t, "the departed request to leave the queue", func() bool { return pool.QueueLen() == 0 })
 	if got := pool.QueueStats().Withdrawn; got != 1 {
@@ -294,5 +295,45 @@ func TestQueuedRequestSurvivesDrain(t *testing.T) {
 	case <-drained:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the drain did not end after the last request")
+	}
+}
+
+// A queued request whose client half-closes (shutdown SHUT_WR after the
+// request, as nc -N does; RFC 9112 9.6) stays in the queue and is answered
+// when a slot frees, as a request in progress is (TestHalfCloseAfterCompleteRequest).
+func TestQueuedRequestHalfClose(t *testing.T) {
+	be := startHoldBackend(t, "a")
+	p := queueProxy(t, []string{be.addr + ",max-conns=1"}, nil)
+	pool := p.bal.Pools()[0]
+	held := be.hold(t, p.addr, "")
+
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /half HTTP/1.1\r\nHost: x\r\n\r\n")
+	eventually(t, "the request queued", func() bool { return pool.QueueLen() == 1 })
+	c.(*net.TCPConn).CloseWrite()
+	time.Sleep(200 * time.Millisecond) // the FIN reaches wsgate
+	if n, w := pool.QueueLen(), pool.QueueStats().Withdrawn; n != 1 || w != 0 {
+		t.Fatalf("after the half-close: queue length %d, withdrawn %d; want 1, 0", n, w)
+	}
+	close(be.release)
+	if s := <-held; s != "200 OK" {
+		t.Fatalf("held request: %s", s)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer after a half-close while queued: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "a /half" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if rest, err := io.ReadAll(br); len(rest) != 0 || err != nil {
+		t.Fatalf("after the answer: %q, %v (want the connection closed)", rest, err)
 	}
 }

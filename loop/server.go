@@ -142,9 +142,6 @@ type Server struct {
 	open     atomic.Int64 // client connections open
 	inflight atomic.Int64 // exchanges in progress
 	draining atomic.Bool
-	// parked holds the connections whose request waits in the max-conns
-	// queue with no handler running (queue.go): *clientConn → struct{}.
-	parked sync.Map
 
 	drainPhase atomic.Int32 // DrainPhase (drain.go)
 
@@ -265,7 +262,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.draining.Swap(true) {
 		close(s.stopRebalance)
 	}
-	s.wakeParked()  // queue.go: queued requests are in progress, not idle
 	s.handOver(ctx) // drain_linux.go: steer new connections to a successor first
 	// tls.go: the same for the TLS listeners
 	s.closeFront(ctx)

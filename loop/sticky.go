@@ -212,13 +212,10 @@ func (s *Server) pickWait(cc *clientConn, pool *balancer.Pool, ex *exchange, ski
 		}
 		ex.park.tk = tk
 		ex.parkWork()
+		// Held: not idle to a drain, and a FIN (the client's half-close)
+		// ends its input, not the connection (netpoll patch 7).
+		netpoll.Hold(cc.conn, true)
 		cc.park.Store(ex)
-		s.parked.Store(cc, struct{}{})
-		if s.draining.Load() {
-			// A drain began after route let it park: its handler waits
-			// (queue.go, wakeParked), or netpoll would close it as idle.
-			netpoll.Wake(cc.conn)
-		}
 		cc.conn.Reader().Release() // the head is copied out (ex.out): its input buffer goes
 		return nil, errQueued
 	}

@@ -29,8 +29,8 @@ func (c *connection) onPeerShut(p Poll) bool {
 	if c.pause.shut.Load() {
 		return true // already ended: nothing more to do
 	}
-	if c.isUnlock(processing) && c.inputBuffer.Len() == 0 {
-		return false // no handler, nothing to serve: a hang-up
+	if c.isUnlock(processing) && c.inputBuffer.Len() == 0 && !c.held.Load() {
+		return false // no handler, nothing to serve: a hang-up (held: a request waits, connection_wake.go)
 	}
 	c.pause.mu.Lock()
 	c.pause.shut.Store(true)
@@ -45,7 +45,7 @@ func (c *connection) onPeerShut(p Poll) bool {
 	// will see shut when it ends (onProcess); free, close it here.
 	if c.lock(processing) {
 		c.unlock(processing)
-		if c.inputBuffer.Len() == 0 {
+		if c.inputBuffer.Len() == 0 && !c.held.Load() {
 			c.Close()
 		}
 		// With input left, inputAck's trigger has started or will start a

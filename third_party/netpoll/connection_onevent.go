@@ -41,6 +41,7 @@ type onEvent struct {
 	onRequestCallback    atomic.Value
 	closeCallbacks       atomic.Value // value is latest *callbackNode
 	wake                 atomic.Bool  // wsgate patch (connection_wake.go): run OnRequest without input
+	held                 atomic.Bool  // wsgate patch (connection_wake.go): Hold: not idle, a FIN only ends the input
 }
 
 type callbackNode struct {
@@ -250,7 +251,7 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (proces
 		// wsgate patch (connection_halfclose.go): the peer shut down its
 		// sending side while the handler ran; with the handler done, the
 		// connection is over.
-		if c.inputEnded() && c.Reader().Len() == 0 {
+		if c.inputEnded() && c.Reader().Len() == 0 && !c.held.Load() { // wsgate patch (connection_wake.go): a held one waits for its Wake
 			c.Close()
 			panicked = false
 			return
@@ -314,7 +315,7 @@ func (c *connection) register() (err error) {
 
 // isIdle implements gracefulExit.
 func (c *connection) isIdle() (yes bool) {
-	return c.isUnlock(processing) &&
+	return c.isUnlock(processing) && !c.held.Load() && // wsgate patch (connection_wake.go): held is not idle
 		c.inputBuffer.IsEmpty() &&
 		c.outputBuffer.IsEmpty()
 }

@@ -11,6 +11,23 @@
 
 package netpoll
 
+// Hold marks conn as held by its handler though none runs (on: a request
+// waits in wsgate's queue, its state on the connection), or not any more.
+// A held connection is not idle: a graceful shutdown (server Close) waits
+// for it, and a peer's FIN (its half-close) ends its input as it would
+// while a handler runs (connection_halfclose.go), instead of closing it: a
+// client that sends its request and shuts down its sending side still gets
+// the answer. A reset or hang-up (EPOLLHUP, EPOLLERR) still closes it.
+// false: conn is not a netpoll connection.
+func Hold(conn Connection, on bool) bool {
+	c, ok := conn.(*connection)
+	if !ok {
+		return false
+	}
+	c.held.Store(on)
+	return true
+}
+
 // Wake runs conn's OnRequest handler once more, as a new task, though no
 // input may be unread; when a task runs now, it calls the handler once
 // more before it ends. On a closed connection (its close callbacks run or
