@@ -299,6 +299,13 @@ func (s *Server) connectTo(cc *clientConn, ex *exchange, b *balancer.Backend, er
 		b.Release()
 		return nil, s.fail(cc, 503, true), true
 	}
+	var ee *errEngine
+	if errors.As(err, &ee) { // the tunnel engine failed, not the backend (pending.go)
+		s.m.upstreamError(upConnErr)
+		s.cfg.Logf("%v", err)
+		b.Release()
+		return nil, s.fail(cc, 503, true), true
+	}
 	s.connectFailed(b, ex, err)
 	return nil, actKeep, false
 }

@@ -39,7 +39,16 @@ type pendSock struct {
 	fd     int
 	rd, wd time.Time
 	taken  bool // the engine owns the socket (addPendingTunnel)
+	output bool // the Pending wakes for output too (a write found the buffer full)
 }
+
+// errEngine is a failure of the tunnel engine's, not of a backend's (an
+// engine that has stopped, epoll out of memory): it is answered 503 and
+// does not count against the backend's health (connectTo).
+type errEngine struct{ err error }
+
+func (e *errEngine) Error() string { return "tunnel engine: " + e.err.Error() }
+func (e *errEngine) Unwrap() error { return e.err }
 
 // dialPending connects to ap as dialRaw does, registering the socket on
 // the engine's loop instead of Go's poller.
@@ -65,7 +74,7 @@ func dialPending(e *tunnel.Engine, ap netip.AddrPort, name string, timeout time.
 	p, err := e.Attach(fd, !up)
 	if err != nil {
 		rawsys.Close(fd)
-		return nil, &os.PathError{Op: "connect", Path: name, Err: err}
+		return nil, &errEngine{err}
 	}
 	var deadline time.Time
 	if timeout > 0 {
@@ -106,7 +115,7 @@ func (c *pendSock) Write(b []byte) (int, error) {
 		n, err := rawsys.Write(c.fd, b[sent:])
 		sent += n
 		if err == unix.EAGAIN {
-			if err := c.p.Wait(c.wd); err != nil {
+			if err := c.waitOutput(); err != nil {
 				return sent, err
 			}
 		} else if err != nil {
@@ -150,11 +159,23 @@ func (c *pendRaw) Read(f func(fd uintptr) bool) error {
 
 func (c *pendRaw) Write(f func(fd uintptr) bool) error {
 	for !f(uintptr(c.fd)) {
-		if err := c.p.Wait(c.wd); err != nil {
+		if err := (*pendSock)(c).waitOutput(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// waitOutput waits until the socket may take more, up to the write
+// deadline; the first time, the Pending is told to wake for output.
+func (c *pendSock) waitOutput() error {
+	if !c.output {
+		if err := c.p.WantOutput(); err != nil {
+			return err
+		}
+		c.output = true
+	}
+	return c.p.Wait(c.wd)
 }
 
 // pendingOf returns uc's socket when it is on the engine's loop.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -132,4 +133,40 @@ func TestDeclinedUpgradeConnectionNotPooled(t *testing.T) {
 		t.Fatalf("backend accepted %d connections for 3 upgrades", n)
 	}
 	eventually(t, "backend count back to 0", func() bool { return p.backendActive(be) == 0 })
+}
+
+// A handshake head larger than the sockets' buffers (a raised
+// --max-header-bytes, a backend slow to read) is written in parts: the
+// exchange waits for room on the engine's loop (the Pending wakes for
+// output from the first full buffer on), not until its write deadline.
+func TestUpgradeHeadLargerThanSocketBuffers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 16 MiB head")
+	}
+	be := rawBackend(t, func(c net.Conn) {
+		time.Sleep(300 * time.Millisecond) // the proxy's write finds the buffers full
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
+		time.Sleep(time.Second)
+	})
+	p := startProxy(t, []string{be}, func(c *loop.Config, _ *tunnel.Config) {
+		c.MaxHeaderBytes = 32 << 20
+		c.ResponseTimeout = 8 * time.Second
+	})
+	c := dial(t, p.addr)
+	go io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "+testKey+
+		"\r\nSec-WebSocket-Version: 13\r\nX-Big: "+strings.Repeat("a", 16<<20)+"\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 {
+		t.Fatalf("status %d after %v, want 101", resp.StatusCode, time.Since(start))
+	}
 }

@@ -146,7 +146,11 @@ func (u *upstreams) dial(b *balancer.Backend, connectTimeout time.Duration, tunn
 			if err != nil {
 				return nil, err
 			}
-			return newUpConn(ps, b)
+			uc, err := newUpConn(ps, b)
+			if err != nil {
+				ps.Close()
+			}
+			return uc, err
 		}
 		f, err := dialRaw(ap, b.Addr(), connectTimeout)
 		if err != nil {

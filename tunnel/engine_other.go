@@ -52,6 +52,9 @@ func (p *Pending) Wait(deadline time.Time) error { return ErrUnsupported }
 // Close does nothing.
 func (p *Pending) Close() {}
 
+// WantOutput returns ErrUnsupported.
+func (p *Pending) WantOutput() error { return ErrUnsupported }
+
 // AddPending returns ErrUnsupported.
 func (e *Engine) AddPending(tag uint64, clientFd int, p *Pending, toBackend, toClient []byte, done func(Stats)) error {
 	return ErrUnsupported

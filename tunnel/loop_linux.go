@@ -332,12 +332,16 @@ func (l *loop) step(uintptr) bool {
 			l.stopNow = true
 			return true
 		}
+		// Leaving the park early: an interrupt may have moved the
+		// deadline meanwhile, so the next park sets it again.
 		if l.poll.deadline.IsZero() && l.waitFor() >= 0 {
+			l.poll.interrupted = true
 			return true // the wheel has a tick to wait for now
 		}
 		l.mu.Lock()
 		if len(l.queue) > 0 || l.closed {
 			l.mu.Unlock()
+			l.poll.interrupted = true
 			return true
 		}
 		l.parked = true

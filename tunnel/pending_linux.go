@@ -140,6 +140,9 @@ func (p *Pending) release() {
 // (ErrClosed). An event may be one the caller has already consumed: Wait
 // means "try again", never "ready".
 func (p *Pending) Wait(deadline time.Time) error {
+	if p.dead.Load() {
+		return ErrClosed
+	}
 	select {
 	case <-p.ready:
 		return p.err()
@@ -172,6 +175,21 @@ func (p *Pending) err() error {
 		return ErrClosed
 	}
 	return nil
+}
+
+// WantOutput adds output to the events that end a Wait (EPOLL_CTL_MOD),
+// for a write that found the socket's buffer full: Attach registers a
+// connected socket for input only, so that the common case, a request that
+// fits, gets no event for output it does not wait for.
+func (p *Pending) WantOutput() error {
+	t := &p.l.pend
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrClosed
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: pendBase - p.key, Pad: int32(p.id)}
+	return rawsys.EpollCtl(p.l.epfd, unix.EPOLL_CTL_MOD, p.fd, &ev)
 }
 
 // signal wakes p's waiter (loop goroutine, or shutdown).

@@ -205,6 +205,9 @@ func TestPendingEngineStops(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Wait did not return when the engine stopped")
 	}
+	if err := p.Wait(time.Time{}); !errors.Is(err, ErrClosed) { // again: no signal left, no hang
+		t.Fatalf("second Wait after the engine stopped: %v", err)
+	}
 	p.Close() // the owner still closes the socket
 	pr.backend.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := pr.backend.Read(make([]byte, 1)); n != 0 || err != io.EOF {
@@ -262,4 +265,42 @@ func TestPendingKeysReused(t *testing.T) {
 	}
 	ps[0].Close()
 	ps[2].Close()
+}
+
+// A socket registered for input only wakes its waiter for output once
+// WantOutput asked for it: a write that filled the buffers waits for room.
+func TestPendingWantOutput(t *testing.T) {
+	e := newEngine(t, Config{})
+	r := newRig(t)
+	pr, cfd, bfd := r.conns(t)
+	defer pr.close()
+	defer unix.Close(cfd)
+	p, err := e.Attach(bfd, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := rawsys.Write(p.Fd(), chunk); err == unix.EAGAIN {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.WantOutput(); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, pr.backend) // room again
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := p.Wait(deadline); err != nil {
+			t.Fatalf("waiting for room: %v", err)
+		}
+		if _, err := rawsys.Write(p.Fd(), chunk); err == nil {
+			return
+		} else if err != unix.EAGAIN {
+			t.Fatal(err)
+		}
+	}
 }
