@@ -19,18 +19,9 @@ import (
 // and one poll(2) that finds the connection already up on a loopback or LAN
 // backend; only when it is not does the caller wait, parked, up to timeout.
 func dialRaw(ap netip.AddrPort, name string, timeout time.Duration) (*os.File, error) {
-	family := unix.AF_INET
-	if !ap.Addr().Is4() && !ap.Addr().Is4In6() {
-		family = unix.AF_INET6
-	}
-	fd, err := rawsys.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	fd, err := startConnect(ap, name)
 	if err != nil {
-		return nil, os.NewSyscallError("socket", err)
-	}
-	rawsys.Nodelay(fd)
-	if err := connectRaw(fd, ap, family); err != nil && err != unix.EINPROGRESS {
-		rawsys.Close(fd)
-		return nil, &os.PathError{Op: "connect", Path: name, Err: err}
+		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), name) // non-blocking: polled by the runtime
 	if f.SetDeadline(time.Time{}) != nil {
@@ -76,6 +67,26 @@ func dialRaw(ap netip.AddrPort, name string, timeout time.Duration) (*os.File, e
 		return nil, &os.PathError{Op: "connect", Path: name, Err: werr}
 	}
 	return f, nil
+}
+
+// startConnect opens a non-blocking socket with TCP_NODELAY and starts its
+// connect to ap (name is the backend's, for errors): connected or in
+// progress.
+func startConnect(ap netip.AddrPort, name string) (int, error) {
+	family := unix.AF_INET
+	if !ap.Addr().Is4() && !ap.Addr().Is4In6() {
+		family = unix.AF_INET6
+	}
+	fd, err := rawsys.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	rawsys.Nodelay(fd)
+	if err := connectRaw(fd, ap, family); err != nil && err != unix.EINPROGRESS {
+		rawsys.Close(fd)
+		return -1, &os.PathError{Op: "connect", Path: name, Err: err}
+	}
+	return fd, nil
 }
 
 // connectRaw is connect(2) with the address built on the stack.

@@ -53,18 +53,9 @@ func (e *errEngine) Unwrap() error { return e.err }
 // dialPending connects to ap as dialRaw does, registering the socket on
 // the engine's loop instead of Go's poller.
 func dialPending(e *tunnel.Engine, ap netip.AddrPort, name string, timeout time.Duration) (*pendSock, error) {
-	family := unix.AF_INET
-	if !ap.Addr().Is4() && !ap.Addr().Is4In6() {
-		family = unix.AF_INET6
-	}
-	fd, err := rawsys.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	fd, err := startConnect(ap, name) // dial_linux.go
 	if err != nil {
-		return nil, os.NewSyscallError("socket", err)
-	}
-	rawsys.Nodelay(fd)
-	if err := connectRaw(fd, ap, family); err != nil && err != unix.EINPROGRESS {
-		rawsys.Close(fd)
-		return nil, &os.PathError{Op: "connect", Path: name, Err: err}
+		return nil, err
 	}
 	up, err := connectDone(fd) // on loopback or a LAN the connection is usually up already
 	if err != nil {

@@ -52,17 +52,7 @@ func TestUpgradeResponseTimeoutGives504(t *testing.T) {
 	p := startProxy(t, []string{be}, func(c *loop.Config, _ *tunnel.Config) {
 		c.ResponseTimeout = 300 * time.Millisecond
 	})
-	c := dial(t, p.addr)
-	c.Write([]byte(handshake("x", "/ws")))
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 504 {
-		t.Fatalf("status %d, want 504", resp.StatusCode)
-	}
+	upgradeFails(t, p, 504)
 	if n := p.backendActive(be); n != 0 {
 		t.Errorf("backend count %d after the timeout", n)
 	}
@@ -81,22 +71,28 @@ func TestUpgradeBackendClosesGives502(t *testing.T) {
 				}
 				c.Close()
 			})
-			p := startProxy(t, []string{be}, nil)
-			c := dial(t, p.addr)
-			c.Write([]byte(handshake("x", "/ws")))
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 502 {
-				t.Fatalf("status %d, want 502", resp.StatusCode)
-			}
-			if n := p.engine.Len(); n != 0 {
-				t.Errorf("%d tunnels after a failed upgrade", n)
-			}
+			upgradeFails(t, startProxy(t, []string{be}, nil), 502)
 		})
+	}
+}
+
+// upgradeFails sends a WebSocket handshake through p and checks that it
+// gets status, and that no tunnel is left.
+func upgradeFails(t *testing.T, p *proxy, status int) {
+	t.Helper()
+	c := dial(t, p.addr)
+	c.Write([]byte(handshake("x", "/ws")))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != status {
+		t.Fatalf("status %d, want %d", resp.StatusCode, status)
+	}
+	if n := p.engine.Len(); n != 0 {
+		t.Errorf("%d tunnels after a failed upgrade", n)
 	}
 }
 

@@ -103,6 +103,26 @@ func (hb *holdBackend) hold(t *testing.T, addr, extra string) <-chan string {
 	return done
 }
 
+// queuedBehindHeld starts a backend with max-conns=1 behind a proxy, holds
+// its one slot with a /hold request (its answer comes on held once
+// be.release is closed), and queues GET path on a connection of its own (c,
+// closed with the test).
+func queuedBehindHeld(t *testing.T, path string) (be *holdBackend, p *proxy, pool *balancer.Pool, held <-chan string, c net.Conn) {
+	t.Helper()
+	be = startHoldBackend(t, "a")
+	p = queueProxy(t, []string{be.addr + ",max-conns=1"}, nil)
+	pool = p.bal.Pools()[0]
+	held = be.hold(t, p.addr, "")
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+	eventually(t, "the request queued", func() bool { return pool.QueueLen() == 1 })
+	return be, p, pool, held, c
+}
+
 func queueProxy(t *testing.T, backends []string, mod func(*loop.Config)) *proxy {
 	return startProxy(t, backends, func(c *loop.Config, _ *tunnel.Config) {
 		c.QueueTimeout = time.Minute
@@ -115,17 +135,7 @@ func queueProxy(t *testing.T, backends []string, mod func(*loop.Config)) *proxy 
 // A queued request whose client resets its connection leaves the queue at
 // once, takes no slot when one frees, and nothing is dialed for it.
 func TestQueueClientGone(t *testing.T) {
-	be := startHoldBackend(t, "a")
-	p := queueProxy(t, []string{be.addr + ",max-conns=1"}, nil)
-	pool := p.bal.Pools()[0]
-	held := be.hold(t, p.addr, "")
-
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(c, "GET /gone HTTP/1.1\r\nHost: x\r\n\r\n")
-	eventually(t, "the request queued", func() bool { return pool.QueueLen() == 1 })
+	be, p, pool, held, c := queuedBehindHeld(t, "/gone")
 	c.(*net.TCPConn).SetLinger(0) // a reset: the client is gone (a FIN alone is a half-close)
 	c.Close()
 	eventually(t, "the departed request to leave the queue", func() bool { return pool.QueueLen() == 0 })
@@ -163,18 +173,7 @@ func TestQueueClientGone(t *testing.T) {
 // A request pipelined behind a queued one waits its turn: both are
 // answered in order once the slot frees.
 func TestQueuePipelinedBehindQueued(t *testing.T) {
-	be := startHoldBackend(t, "a")
-	p := queueProxy(t, []string{be.addr + ",max-conns=1"}, nil)
-	pool := p.bal.Pools()[0]
-	held := be.hold(t, p.addr, "")
-
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
-	eventually(t, "the request queued", func() bool { return pool.QueueLen() == 1 })
+	be, p, _, held, c := queuedBehindHeld(t, "/one")
 	fmt.Fprintf(c, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(50 * time.Millisecond)
 	close(be.release)
@@ -252,18 +251,7 @@ func TestQueueStickyWaitsForItsNode(t *testing.T) {
 // served once a slot frees (with Connection: close), instead of the
 // connection being closed as idle with no answer.
 func TestQueuedRequestSurvivesDrain(t *testing.T) {
-	be := startHoldBackend(t, "a")
-	p := queueProxy(t, []string{be.addr + ",max-conns=1"}, nil)
-	pool := p.bal.Pools()[0]
-	held := be.hold(t, p.addr, "")
-
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "GET /queued HTTP/1.1\r\nHost: x\r\n\r\n")
-	eventually(t, "the request queued", func() bool { return pool.QueueLen() == 1 })
+	be, p, _, held, c := queuedBehindHeld(t, "/queued")
 
 	drained := make(chan struct{})
 	go func() {
@@ -302,18 +290,7 @@ func TestQueuedRequestSurvivesDrain(t *testing.T) {
 // request, as nc -N does; RFC 9112 9.6) stays in the queue and is answered
 // when a slot frees, as a request in progress is (TestHalfCloseAfterCompleteRequest).
 func TestQueuedRequestHalfClose(t *testing.T) {
-	be := startHoldBackend(t, "a")
-	p := queueProxy(t, []string{be.addr + ",max-conns=1"}, nil)
-	pool := p.bal.Pools()[0]
-	held := be.hold(t, p.addr, "")
-
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "GET /half HTTP/1.1\r\nHost: x\r\n\r\n")
-	eventually(t, "the request queued", func() bool { return pool.QueueLen() == 1 })
+	be, _, pool, held, c := queuedBehindHeld(t, "/half")
 	c.(*net.TCPConn).CloseWrite()
 	time.Sleep(200 * time.Millisecond) // the FIN reaches wsgate
 	if n, w := pool.QueueLen(), pool.QueueStats().Withdrawn; n != 1 || w != 0 {

@@ -34,18 +34,27 @@ func readPending(tb testing.TB, p *Pending, want int, d time.Duration) []byte {
 	return got
 }
 
+// attached makes a tunnel's four sockets and attaches the proxy's backend
+// side to e (connecting: registered for output too); the client side's fd
+// is closed with the test.
+func attached(t *testing.T, e *Engine, r *rig, connecting bool) (*pair, int, *Pending) {
+	t.Helper()
+	pr, cfd, bfd := r.conns(t)
+	t.Cleanup(pr.close)
+	p, err := e.Attach(bfd, connecting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pr, cfd, p
+}
+
 const head101 = "HTTP/1.1 101 Switching Protocols\r\n\r\n"
 
 func TestPendingWaitsForInputAndDeadline(t *testing.T) {
 	e := newEngine(t, Config{})
 	r := newRig(t)
-	pr, cfd, bfd := r.conns(t)
-	defer pr.close()
+	pr, cfd, p := attached(t, e, r, false)
 	defer unix.Close(cfd)
-	p, err := e.Attach(bfd, false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer p.Close()
 
 	// Nothing sent: the wait ends at its deadline.
@@ -151,13 +160,8 @@ func TestPendingBecomesTunnel(t *testing.T) {
 func TestPendingClose(t *testing.T) {
 	e := newEngine(t, Config{})
 	r := newRig(t)
-	pr, cfd, bfd := r.conns(t)
-	defer pr.close()
+	pr, cfd, p := attached(t, e, r, true) // "connecting": output counts as an event
 	defer unix.Close(cfd)
-	p, err := e.Attach(bfd, true) // "connecting": output counts as an event
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := p.Wait(time.Now().Add(5 * time.Second)); err != nil {
 		t.Fatalf("a connected socket registered as connecting is writable: %v", err)
 	}
@@ -186,13 +190,8 @@ func TestPendingEngineStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newRig(t)
-	pr, cfd, bfd := r.conns(t)
-	defer pr.close()
+	pr, cfd, p := attached(t, e, r, false)
 	defer unix.Close(cfd)
-	p, err := e.Attach(bfd, false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	waited := make(chan error, 1)
 	go func() { waited <- p.Wait(time.Time{}) }()
 	time.Sleep(10 * time.Millisecond)
@@ -241,13 +240,8 @@ func TestPendingKeysReused(t *testing.T) {
 		ps, prs = append(ps, p), append(prs, pr)
 	}
 	ps[1].Close()
-	pr, cfd, bfd := r.conns(t)
-	defer pr.close()
+	pr, cfd, p := attached(t, e, r, false)
 	defer unix.Close(cfd)
-	p, err := e.Attach(bfd, false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer p.Close()
 	if p.key != ps[1].key {
 		t.Fatalf("key %d not reused (closed one had %d)", p.key, ps[1].key)
@@ -272,13 +266,8 @@ func TestPendingKeysReused(t *testing.T) {
 func TestPendingWantOutput(t *testing.T) {
 	e := newEngine(t, Config{})
 	r := newRig(t)
-	pr, cfd, bfd := r.conns(t)
-	defer pr.close()
+	pr, cfd, p := attached(t, e, r, false)
 	defer unix.Close(cfd)
-	p, err := e.Attach(bfd, false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer p.Close()
 	chunk := make([]byte, 64<<10)
 	for {
