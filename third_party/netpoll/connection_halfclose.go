@@ -39,14 +39,21 @@ func (c *connection) onPeerShut(p Poll) bool {
 	c.interest()
 	c.pause.mu.Unlock()
 	c.triggerRead(Exception(ErrEOF, "peer shut down writing"))
-	// The handler may have returned between the check above and the store:
-	// its task then did not see shut, and nothing would close the
-	// connection. Take the processing lock to know: held, a task runs and
-	// will see shut when it ends (onProcess); free, close it here.
+	// The handler may have returned between the check above and the store
+	// (the EOF just triggered wakes a handler waiting for input, such as a
+	// lingering close): its task then did not see shut, and nothing would
+	// close the connection. Take the processing lock to know: held, a task
+	// runs and will see shut when it ends (onProcess); free, it is a
+	// hang-up after all, and the poller's own hang-up path closes it
+	// (false). Never Close here: this runs inside the poller's handling of
+	// the connection's event, and Close frees the connection's operator,
+	// which waits until the poller is done with it (it span forever; found
+	// by the declined-upgrade test's lingering close under -race, December
+	// 2026).
 	if c.lock(processing) {
 		c.unlock(processing)
 		if c.inputBuffer.Len() == 0 && !c.held.Load() {
-			c.Close()
+			return false
 		}
 		// With input left, inputAck's trigger has started or will start a
 		// task, which closes the connection when it ends.
