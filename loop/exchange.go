@@ -293,16 +293,16 @@ func (s *Server) connectTo(cc *clientConn, ex *exchange, b *balancer.Backend, er
 	if err == nil {
 		return uc, actKeep, true
 	}
-	if outOfFiles(err) { // this process is out of files: no backend is at fault (upstream.go)
-		s.m.upstreamError(upConnErr)
-		s.logOutOfFiles("connecting to a backend", err)
-		b.Release()
-		return nil, s.fail(cc, 503, true), true
-	}
+	// Out of files, or the tunnel engine failed (pending.go): no backend
+	// is at fault, none is tried next.
 	var ee *errEngine
-	if errors.As(err, &ee) { // the tunnel engine failed, not the backend (pending.go)
+	if local := errors.As(err, &ee); local || outOfFiles(err) {
 		s.m.upstreamError(upConnErr)
-		s.cfg.Logf("%v", err)
+		if local {
+			s.cfg.Logf("%v", err)
+		} else {
+			s.logOutOfFiles("connecting to a backend", err)
+		}
 		b.Release()
 		return nil, s.fail(cc, 503, true), true
 	}

@@ -38,7 +38,7 @@ type pendSock struct {
 	p      *tunnel.Pending
 	fd     int
 	rd, wd time.Time
-	taken  bool // the engine owns the socket (addPendingTunnel)
+	gone   bool // closed, or the engine owns the socket (addPendingTunnel): p is not ours any more
 	output bool // the Pending wakes for output too (a write found the buffer full)
 }
 
@@ -116,9 +116,12 @@ func (c *pendSock) Write(b []byte) (int, error) {
 	return sent, nil
 }
 
-// Close closes the socket, unless the engine has it.
+// Close closes the socket, unless the engine has it. A second Close does
+// nothing: the Pending may already serve another handshake (they are
+// pooled).
 func (c *pendSock) Close() error {
-	if !c.taken {
+	if !c.gone {
+		c.gone = true
 		c.p.Close()
 	}
 	return nil
@@ -177,7 +180,7 @@ func (uc *upConn) pendingOf() *pendSock {
 
 // addPendingTunnel is addTunnel for a backend socket on the engine's loop.
 func (s *Server) addPendingTunnel(b *balancer.Backend, clientFd int, ps *pendSock, toBackend, toClient []byte, done func(tunnel.Stats)) error {
-	ps.taken = true
+	ps.gone = true
 	b.TunnelStarted()
 	if err := s.cfg.Tunnels.AddPending(backendTag(b), clientFd, ps.p, toBackend, toClient, done); err != nil {
 		b.TunnelEnded()
