@@ -242,20 +242,7 @@ func openNodeWS(t *testing.T, addr string, n int) *closeClient {
 	t.Helper()
 	needNodeWS(t)
 	cc := &closeClient{kind: "node ws", n: n, reports: make(chan closeReport, 2*n+2)}
-	cmd := exec.Command("node", "close-code-client.js", "ws://"+addr+"/wsrec", fmt.Sprint(n))
-	cmd.Dir = nodeDir
-	cmd.Stderr = &logWriter{t: t, prefix: "close-code-client.js stderr"}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdin, out := startNode(t, "close-code-client.js stderr", true, "close-code-client.js", "ws://"+addr+"/wsrec", fmt.Sprint(n))
 	done := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(out)

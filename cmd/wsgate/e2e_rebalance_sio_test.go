@@ -484,40 +484,14 @@ func startRBSIONode(t *testing.T, name string) *rbsioNode {
 	t.Helper()
 	addr := reserveAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("node", "rebalance-server.js", "--name", name, "--port", port)
-	cmd.Dir = nodeDir
-	cmd.Stderr = &logWriter{t: t, prefix: "node " + name + " stderr"}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, _, out := startNode(t, "node "+name+" stderr", false, "rebalance-server.js", "--name", name, "--port", port)
 	nd := &rbsioNode{name: name, addr: addr, cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(nd.done) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGKILL)
 		<-nd.done
 	})
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		if sc.Scan() {
-			line <- sc.Text()
-		}
-		close(line)
-		io.Copy(io.Discard, out)
-	}()
-	select {
-	case l, ok := <-line:
-		var msg struct{ Listening int }
-		if !ok || json.Unmarshal([]byte(l), &msg) != nil || fmt.Sprintf("127.0.0.1:%d", msg.Listening) != addr {
-			t.Fatalf("node %s: first line %q, want {\"listening\": %s}", name, l, port)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("node %s: not listening after 20 s", name)
-	}
+	waitListening(t, name, out, addr)
 	return nd
 }
 
@@ -640,20 +614,7 @@ type rbsioClients struct {
 
 func startRBSIOClients(t *testing.T, url string, n int, transports string) *rbsioClients {
 	t.Helper()
-	cmd := exec.Command("node", "rebalance-clients.js", "--url", url, "--n", fmt.Sprint(n), "--transports", transports, "--ramp", "500")
-	cmd.Dir = nodeDir
-	cmd.Stderr = &logWriter{t: t, prefix: "clients stderr"}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdin, out := startNode(t, "clients stderr", true, "rebalance-clients.js", "--url", url, "--n", fmt.Sprint(n), "--transports", transports, "--ramp", "500")
 	cl := &rbsioClients{t: t, cmd: cmd, stdin: stdin, done: make(chan struct{}), final: make(chan rbsioFinal, 1), odds: make(chan []json.RawMessage, 1)}
 	go func() {
 		sc := bufio.NewScanner(out)

@@ -63,41 +63,11 @@ func startSIONode(t *testing.T, name string, v2 bool) *sioNode {
 	if v2 {
 		args = append(args, "--v2")
 	}
-	cmd := exec.Command("node", args...)
-	cmd.Dir = nodeDir
-	cmd.Stderr = &logWriter{t: t, prefix: name + " stderr"}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	n := &sioNode{name: name, cmd: cmd, done: make(chan struct{})}
+	cmd, _, out := startNode(t, name+" stderr", false, args...)
+	n := &sioNode{name: name, addr: addr, cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(n.done) }()
 	t.Cleanup(func() { n.kill() })
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		if sc.Scan() {
-			line <- sc.Text()
-		}
-		close(line)
-		io.Copy(io.Discard, out)
-	}()
-	select {
-	case l, ok := <-line:
-		var msg struct{ Listening int }
-		if !ok || json.Unmarshal([]byte(l), &msg) != nil || msg.Listening == 0 {
-			t.Fatalf("%s: unexpected first line %q", name, l)
-		}
-		n.addr = fmt.Sprintf("127.0.0.1:%d", msg.Listening)
-		if n.addr != addr {
-			t.Fatalf("%s: listening on %s, want the reserved %s", name, n.addr, addr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s: not listening after 20 s", name)
-	}
+	waitListening(t, name, out, addr)
 	return n
 }
 
@@ -135,20 +105,7 @@ func startFleetClients(t *testing.T, url string, n int, v2 bool) *fleetClients {
 	if v2 {
 		args = append(args, "--v2")
 	}
-	cmd := exec.Command("node", args...)
-	cmd.Dir = nodeDir
-	cmd.Stderr = &logWriter{t: t, prefix: "clients stderr"}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdin, out := startNode(t, "clients stderr", true, args...)
 	fc := &fleetClients{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 4)}
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -468,4 +425,52 @@ func startSplitter(t *testing.T, targets ...string) *splitter {
 		}
 	}()
 	return sp
+}
+
+// startNode runs a script of testdata/node (args: the script and its
+// arguments), its stderr logged under prefix; stdin is nil unless
+// withStdin. The caller waits for it.
+func startNode(t *testing.T, prefix string, withStdin bool, args ...string) (cmd *exec.Cmd, stdin io.WriteCloser, out io.ReadCloser) {
+	t.Helper()
+	cmd = exec.Command("node", args...)
+	cmd.Dir = nodeDir
+	cmd.Stderr = &logWriter{t: t, prefix: prefix}
+	var err error
+	if withStdin {
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err = cmd.StdoutPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdin, out
+}
+
+// waitListening reads a node server's first line, {"listening": PORT},
+// checks that it listens on want (the reserved address it was given), and
+// discards the rest of its output.
+func waitListening(t *testing.T, name string, out io.Reader, want string) {
+	t.Helper()
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+		io.Copy(io.Discard, out)
+	}()
+	select {
+	case l, ok := <-line:
+		var msg struct{ Listening int }
+		if !ok || json.Unmarshal([]byte(l), &msg) != nil || fmt.Sprintf("127.0.0.1:%d", msg.Listening) != want {
+			t.Fatalf("node %s: first line %q, want {\"listening\": PORT} for %s", name, l, want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("node %s: not listening after 20 s", name)
+	}
 }
