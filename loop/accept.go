@@ -178,6 +178,7 @@ type acceptedConn struct {
 }
 
 func (c *acceptedConn) Fd() int                            { return c.fd }
+func (c *acceptedConn) Nonblocking() bool                  { return true } // accept4(SOCK_NONBLOCK): netpoll makes no fcntl (patch 8)
 func (c *acceptedConn) LocalAddr() net.Addr                { return c.laddr }
 func (c *acceptedConn) RemoteAddr() net.Addr               { return c.raddr }
 func (c *acceptedConn) Read(b []byte) (int, error)         { return unix.Read(c.fd, b) }

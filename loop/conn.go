@@ -188,7 +188,9 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 		}
 		// For a tunnel, the close callback registered by startTunnel takes
 		// the socket over once netpoll has let go of it.
-		conn.Close()
+		if act != actTunnel || !detachTunnel(cc) { // tunnel.go
+			conn.Close()
+		}
 	}
 	return nil
 }

@@ -764,17 +764,23 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 	cc.status = 101
 	done := s.tunnelDone(cc, ex, b, len(ex.out)) // tunnel.go: releases b's count, then the record's duration and log line
 	// netpoll runs close callbacks after it has stopped polling the socket
-	// and before it closes it, newest first: this one takes a duplicate of
-	// the client socket and whatever input netpoll had already read.
+	// and before it would close it, newest first: this one takes the client
+	// socket (clientFd) and whatever input netpoll had already read.
 	cc.conn.AddCloseCallback(func(c netpoll.Connection) error {
+		// First the socket, then the input: TakeFd waits until netpoll's
+		// poller has stopped reading it.
+		fd, err := netpoll.TakeFd(c) // a connection onRequest detached (detachTunnel)
+		taken := err == nil
 		var toBackend []byte
 		if n := c.Reader().Len(); n > 0 {
 			toBackend, _ = c.Reader().Next(n)
 		}
-		if cc.frontID != 0 && s.takeOverTLS(cc, c, b, upfd, toBackend, toClient, done) { // tls.go
+		if !taken && cc.frontID != 0 && s.takeOverTLS(cc, c, b, upfd, toBackend, toClient, done) { // tls.go
 			return nil
 		}
-		fd, err := dupFd(c)
+		if !taken {
+			fd, err = dupFd(c) // tunnel.go
+		}
 		if err != nil { // the client never got its 101; closing tells it
 			s.logTunnelErr(err)
 			if ps != nil {

@@ -401,7 +401,9 @@ func (c *connection) init(conn Conn, opts *options) (err error) {
 	c.initFDOperator()
 	c.initFinalizer()
 
-	setNonblockRaw(c.fd) // wsgate patch: was syscall.SetNonblock(c.fd, true)
+	if nb, ok := conn.(nonblocking); !ok || !nb.Nonblocking() { // wsgate patch (connection_takefd.go): no fcntl for a socket made non-blocking by accept4
+		setNonblockRaw(c.fd) // wsgate patch: was syscall.SetNonblock(c.fd, true)
+	}
 	// enable TCP_NODELAY by default
 	switch c.network {
 	case "tcp", "tcp4", "tcp6":
