@@ -41,3 +41,51 @@ func TestFinTimeoutFakeClock(t *testing.T) {
 	}
 	talking.notClosed(t)
 }
+
+// Once both peers' close frames have passed, the backend's FIN ends the
+// tunnel at once: the client, which may send nothing more, is closed
+// without waiting for its FIN. With only the backend's close frame (the
+// client's side of the closing handshake not done) or with a frame cut
+// short, the FIN is passed on and the tunnel stays half-open for the
+// client's FIN, as before.
+func TestClosingHandshakeEndsAtFirstFIN(t *testing.T) {
+	e := newEngine(t, Config{IdleTimeout: time.Hour, FinTimeout: time.Hour})
+	r := newRig(t)
+	closeFrame := func(masked bool) []byte { return wsFrame(true, 0x8, []byte{0x03, 0xe8}, masked) }
+	text := wsFrame(true, 0x1, []byte("hello"), true)
+	for _, tc := range []struct {
+		name       string
+		fromClient []byte
+		fromBack   []byte
+		ends       bool
+	}{
+		{"both close frames", append(append([]byte{}, text...), closeFrame(true)...), closeFrame(false), true},
+		{"backend's close frame only", text, closeFrame(false), false},
+		{"client's close frame cut short", closeFrame(true)[:3], closeFrame(false), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := r.newPair(t, e, nil, nil)
+			p.client.SetDeadline(time.Now().Add(5 * time.Second))
+			p.backend.SetDeadline(time.Now().Add(5 * time.Second))
+			p.client.Write(tc.fromClient)
+			if _, err := io.ReadFull(p.backend, make([]byte, len(tc.fromClient))); err != nil {
+				t.Fatal(err)
+			}
+			p.backend.Write(tc.fromBack)
+			p.backend.CloseWrite()
+			got, err := io.ReadAll(p.client) // the close frame, then EOF: FIN or close
+			if err != nil || string(got) != string(tc.fromBack) {
+				t.Fatalf("client read %q, %v", got, err)
+			}
+			if !tc.ends {
+				time.Sleep(50 * time.Millisecond)
+				p.notClosed(t)
+				p.client.CloseWrite()
+			}
+			st := p.wait(t, 5*time.Second)
+			if st.Reason != BackendClosed {
+				t.Fatalf("reason %v, want backend_closed", st.Reason)
+			}
+		})
+	}
+}

@@ -251,15 +251,41 @@ func (l *loop) passFin(t *tunnel, idx int32, src int) bool {
 		}
 		return true
 	}
-	if t.dir[dst].flags&dirShut != 0 {
-		// Both ways are finished: close sends dst its FIN (nothing is left
-		// unread on it), so no shutdown first.
+	if t.dir[dst].flags&dirShut != 0 || closingHandshakeDone(t) {
+		// Both ways are finished, or nothing more may come from dst (its
+		// closing handshake is done): close sends dst its FIN (nothing is
+		// left unread on it), so no shutdown first.
 		l.close(t, idx, closedBy(t.first), nil)
 		return false
 	}
 	// An error here (ENOTCONN: the destination is gone) shows up as an
 	// event on that side; the direction is finished anyway.
 	rawsys.ShutdownWrite(int(t.fd[dst]))
+	return true
+}
+
+// closingHandshakeDone reports whether both directions of plain tunnel t
+// have relayed a WebSocket close frame whole and hold nothing: the
+// closing handshake is over (RFC 6455 §5.5.1: an endpoint sends nothing
+// after its close frame), and all that is left of either peer is its FIN.
+// Then the first FIN ends the tunnel, as HAProxy ends every tunnel at the
+// server's FIN: passing it on and waiting for the other peer's FIN costs
+// a shutdown(2), a read and, on a quiet loop, a wake-up per connection
+// (the common end of a WebSocket: client's close, server's close and
+// FIN). Bytes a peer sends against the protocol after its close frame
+// meet a closed socket (an RST), as they would behind HAProxy. Untracked
+// streams (not WebSocket framing) and TLS tunnels (close_notify) keep the
+// half-close.
+func closingHandshakeDone(t *tunnel) bool {
+	if t.tls != nil {
+		return false
+	}
+	for s := range t.dir {
+		d := &t.dir[s]
+		if d.st&wsCloseSeen == 0 || !d.boundary() || d.held() != 0 {
+			return false
+		}
+	}
 	return true
 }
 
