@@ -171,7 +171,7 @@ func (s *Server) forward(cc *clientConn, ex *exchange, uc *upConn) action {
 			bodyLeft = false
 			var unsent []byte // a bodiless request's head goes out with the wait for the answer
 			if bodyKind == http1.BodyNone {
-				unsent = ex.out
+				unsent = ex.out[uc.headSent():] // less what went with the connect (dialPending): maybe all of it
 			}
 			nbuf, status, uerr = s.readResponseHead(cc, ex, uc, unsent)
 		} else {
@@ -182,7 +182,7 @@ func (s *Server) forward(cc *clientConn, ex *exchange, uc *upConn) action {
 		}
 		if attempt == 0 && uc.reused && ex.replayable && nbuf == 0 && status != 0 && isStale(uerr) {
 			uc.c.Close()
-			fresh, err := s.ups.dial(b, s.cfg.ConnectTimeout, s.tunnelsFor(cc, ex))
+			fresh, err := s.ups.dial(b, s.cfg.ConnectTimeout, s.tunnelsFor(cc, ex), firstSend(ex))
 			if err != nil { // as a failed connect: the next backend is tried
 				s.connectFailed(b, ex, err)
 				var act action
@@ -289,7 +289,7 @@ func (s *Server) connectTo(cc *clientConn, ex *exchange, b *balancer.Backend, er
 		}
 		own.c.Close()
 	}
-	uc, err = s.ups.get(b, s.cfg.ConnectTimeout, s.tunnelsFor(cc, ex))
+	uc, err = s.ups.get(b, s.cfg.ConnectTimeout, s.tunnelsFor(cc, ex), firstSend(ex))
 	if err == nil {
 		return uc, actKeep, true
 	}
@@ -318,6 +318,18 @@ func (s *Server) connectTo(cc *clientConn, ex *exchange, b *balancer.Backend, er
 func (s *Server) tunnelsFor(cc *clientConn, ex *exchange) *tunnel.Engine {
 	if ex.ws && cc.frontID == 0 {
 		return s.cfg.Tunnels
+	}
+	return nil
+}
+
+// firstSend returns the request head a new backend socket may send with
+// its connect (upstreams.dial): a bodiless request's, complete in ex.out
+// from route on (nothing writes ex.out between route and the send; a
+// request that waited in the queue kept it, queue.go). A request with a
+// body keeps its head for sendRequest, which sends the body after it.
+func firstSend(ex *exchange) []byte {
+	if ex.kind == http1.BodyNone {
+		return ex.out
 	}
 	return nil
 }

@@ -40,6 +40,7 @@ type pendSock struct {
 	rd, wd time.Time
 	gone   bool // closed, or the engine owns the socket (addPendingTunnel): p is not ours any more
 	output bool // the Pending wakes for output too (a write found the buffer full)
+	sent   int  // bytes of the request head dialPending sent with the connect
 }
 
 // errEngine is a failure of the tunnel engine's, not of a backend's (an
@@ -52,12 +53,43 @@ func (e *errEngine) Unwrap() error { return e.err }
 
 // dialPending connects to ap as dialRaw does, registering the socket on
 // the engine's loop instead of Go's poller.
-func dialPending(e *tunnel.Engine, ap netip.AddrPort, name string, timeout time.Duration) (*pendSock, error) {
+//
+// first, when set, is a bodiless request's complete head, sent right
+// after the connect instead of the zero-timeout poll (connectDone) that
+// asks whether the connect is done: the send answers that question too,
+// and a handshake makes one system call fewer (HAProxy sends the same
+// way). A send on a non-blocking TCP socket whose connect is in progress
+// (SYN_SENT) fails with EAGAIN (the kernel's wait for the connection,
+// sk_stream_wait_connect, has no time to wait), one whose connect failed
+// returns that error (ECONNREFUSED...), and one that is connected sends.
+// So:
+//   - sent, all of first or its start: the connection is up; the socket
+//     is registered for input only, and the pendSock's sent says how much
+//     went (the exchange sends the rest, if any, with its wait for the
+//     answer).
+//   - EAGAIN: still connecting (or, never seen on a new socket, no room):
+//     nothing was sent; the socket waits for the connect as without first.
+//   - any other error: the connect's, returned as a failed connect is.
+//     Nothing reached the backend, so the next one may be tried.
+//
+// Should Attach fail after a send (the engine stopped), the backend sees
+// a head and then the close, as from a client that went away.
+func dialPending(e *tunnel.Engine, ap netip.AddrPort, name string, timeout time.Duration, first []byte) (*pendSock, error) {
 	fd, err := startConnect(ap, name) // dial_linux.go
 	if err != nil {
 		return nil, err
 	}
-	up, err := connectDone(fd) // on loopback or a LAN the connection is usually up already
+	var up bool
+	var sent int
+	if len(first) > 0 {
+		sent, err = rawsys.Write(fd, first)
+		up = err == nil
+		if err == unix.EAGAIN {
+			err = nil
+		}
+	} else {
+		up, err = connectDone(fd) // on loopback or a LAN the connection is usually up already
+	}
 	if err != nil {
 		rawsys.Close(fd)
 		return nil, &os.PathError{Op: "connect", Path: name, Err: err}
@@ -80,7 +112,7 @@ func dialPending(e *tunnel.Engine, ap netip.AddrPort, name string, timeout time.
 			return nil, &os.PathError{Op: "connect", Path: name, Err: err}
 		}
 	}
-	return &pendSock{p: p, fd: fd}, nil
+	return &pendSock{p: p, fd: fd, sent: sent}, nil
 }
 
 func (c *pendSock) Read(b []byte) (int, error) {

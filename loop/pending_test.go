@@ -21,9 +21,13 @@ import (
 // engine's loop (loop/pending.go): the failures of the ordinary path must
 // be answered the same way on it.
 
+// The handshake's head is sent right after the connect (dialPending): to
+// the refusing address, whose connect is still in progress when connect(2)
+// returns on loopback, it is that send that finds the refusal.
 func TestUpgradeConnectFailureTriesNextBackend(t *testing.T) {
 	be := wsEchoBackend(t, "a", false)
-	p := startProxy(t, []string{"127.0.0.1:1", be}, nil)
+	refusing := loop.ReserveAddr(t) // bound, never listening: refused
+	p := startProxy(t, []string{refusing, be}, nil)
 	for i := range 10 {
 		c, _, err := websocket.DefaultDialer.Dial(p.wsURL(fmt.Sprintf("/ws%d", i)), nil)
 		if err != nil {
@@ -39,8 +43,95 @@ func TestUpgradeConnectFailureTriesNextBackend(t *testing.T) {
 		c.Close()
 	}
 	eventually(t, "tunnels closed", func() bool { return p.engine.Len() == 0 })
-	if n := p.backendActive("127.0.0.1:1"); n != 0 {
+	if n := p.backendActive(refusing); n != 0 {
 		t.Errorf("refusing backend's count %d", n)
+	}
+}
+
+// A handshake's head goes out with the backend's connect, and the exchange
+// does not send it again: the backend receives it once, and nothing else
+// before the client's frames. A refusing first backend got nothing, so
+// the next one is tried as before.
+func TestUpgradeHeadSentOnce(t *testing.T) {
+	got := make(chan string, 1)
+	be := rawBackend(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			got <- "bad head: " + err.Error()
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
+		rest, _ := io.ReadAll(br) // until the tunnel closes
+		got <- string(rest)
+	})
+	refusing := loop.ReserveAddr(t)
+	p := startProxy(t, []string{refusing, be}, nil)
+	for i := range 4 {
+		c := dial(t, p.addr)
+		c.Write([]byte(handshake("x", "/ws")))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 101 {
+			t.Fatalf("handshake %d: status %d", i, resp.StatusCode)
+		}
+		c.Close()
+		if rest := <-got; rest != "" {
+			t.Fatalf("handshake %d: the backend received %q after the head", i, rest)
+		}
+	}
+}
+
+// A handshake that took a pooled connection the backend then closed
+// unanswered is replayed on a new connection (forward's stale retry),
+// dialed onto the engine's loop with the head sent with its connect: the
+// new connection carries the head once.
+func TestUpgradeStaleRetrySendsHeadOnce(t *testing.T) {
+	var conns atomic.Int32
+	got := make(chan string, 1)
+	be := rawBackend(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if conns.Add(1) == 1 { // the plain request's; pooled after its answer
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			readHead(br) // the handshake: closed unanswered, as if gone stale
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
+		rest, _ := io.ReadAll(br)
+		got <- string(rest)
+	})
+	p := startProxy(t, []string{be}, nil)
+	c := dial(t, p.addr)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	io.WriteString(c, handshake("x", "/ws"))
+	if resp, err = http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 {
+		t.Fatalf("handshake: status %d, want 101 from the replay", resp.StatusCode)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("backend saw %d connections, want the pooled one and the replay's", n)
+	}
+	c.Close()
+	if rest := <-got; rest != "" {
+		t.Fatalf("the replay's connection received %q after the head", rest)
 	}
 }
 

@@ -314,3 +314,53 @@ func TestQueuedRequestHalfClose(t *testing.T) {
 		t.Fatalf("after the answer: %q, %v (want the connection closed)", rest, err)
 	}
 }
+
+// A WebSocket handshake that waited in the queue (without its handler:
+// resume goes on with it) sends its head with the backend's connect as
+// any other, once: the head kept in the parked exchange is the one sent.
+func TestQueuedUpgradeSendsHeadOnce(t *testing.T) {
+	holding, release := make(chan struct{}, 1), make(chan struct{})
+	got := make(chan string, 1)
+	be := rawBackend(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if req.URL.Path == "/hold" {
+			holding <- struct{}{}
+			<-release
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
+		rest, _ := io.ReadAll(br)
+		got <- string(rest)
+	})
+	p := queueProxy(t, []string{be + ",max-conns=1"}, nil)
+	pool := p.bal.Pools()[0]
+	hc := dial(t, p.addr)
+	io.WriteString(hc, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+	select {
+	case <-holding:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the backend never got /hold")
+	}
+	c := dial(t, p.addr)
+	io.WriteString(c, handshake("x", "/ws"))
+	eventually(t, "the handshake queued", func() bool { return pool.QueueLen() == 1 })
+	close(release)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 {
+		t.Fatalf("queued handshake: status %d, want 101", resp.StatusCode)
+	}
+	c.Close()
+	if rest := <-got; rest != "" {
+		t.Fatalf("the backend received %q after the head", rest)
+	}
+}

@@ -93,8 +93,9 @@ func (u *upstreams) init(maxIdle int, idleFor time.Duration, m *serverMetrics) {
 // The check is one recvfrom(MSG_PEEK); BENCHMARKS.md has its cost.
 //
 // With tunnels set (a WebSocket handshake whose socket may become a
-// tunnel), a new connection is dialed onto the engine's loop (pending.go).
-func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration, tunnels *tunnel.Engine) (*upConn, error) {
+// tunnel), a new connection is dialed onto the engine's loop (pending.go),
+// and first is sent with its connect (dial).
+func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration, tunnels *tunnel.Engine, first []byte) (*upConn, error) {
 	now := time.Now()
 	for {
 		u.mu.Lock()
@@ -113,7 +114,7 @@ func (u *upstreams) get(b *balancer.Backend, connectTimeout time.Duration, tunne
 		}
 		uc.c.Close()
 	}
-	return u.dial(b, connectTimeout, tunnels)
+	return u.dial(b, connectTimeout, tunnels, first)
 }
 
 // reusable reports whether an idle connection may carry another request:
@@ -138,11 +139,16 @@ func (uc *upConn) reusable(now time.Time, idleFor time.Duration, m *serverMetric
 
 // dial opens a new connection to b: dialPending (with tunnels) or dialRaw
 // for an IP address, net.Dialer for a name.
-func (u *upstreams) dial(b *balancer.Backend, connectTimeout time.Duration, tunnels *tunnel.Engine) (*upConn, error) {
+//
+// first, when set, is a bodiless request's complete head: dialPending
+// sends it right after the connect, in place of a system call that would
+// only ask whether the connect is done, and uc.headSent says how much of
+// it went. The other dials leave it to the exchange (headSent 0).
+func (u *upstreams) dial(b *balancer.Backend, connectTimeout time.Duration, tunnels *tunnel.Engine, first []byte) (*upConn, error) {
 	var c upSocket
 	if ap, err := netip.ParseAddrPort(b.Addr()); err == nil && ap.Addr().Zone() == "" {
 		if tunnels != nil {
-			ps, err := dialPending(tunnels, ap, b.Addr(), connectTimeout)
+			ps, err := dialPending(tunnels, ap, b.Addr(), connectTimeout, first)
 			if err != nil {
 				return nil, err
 			}
@@ -174,6 +180,14 @@ func (u *upstreams) dial(b *balancer.Backend, connectTimeout time.Duration, tunn
 	return uc, nil
 }
 
+// headSent returns how much of the request head dial sent with the connect.
+func (uc *upConn) headSent() int {
+	if ps := uc.pendingOf(); ps != nil {
+		return ps.sent
+	}
+	return 0
+}
+
 // newUpConn wraps a connection to b.
 func newUpConn(c upSocket, b *balancer.Backend) (*upConn, error) {
 	raw, err := c.SyscallConn()
@@ -186,7 +200,7 @@ func newUpConn(c upSocket, b *balancer.Backend) (*upConn, error) {
 	}
 	uc.reply = func(fd uintptr) bool {
 		if req := uc.replyReq; req != nil {
-			n, err := rawsys.Write(int(fd), req)
+			n, err := rawsys.Write(int(fd), req) // an empty req: no system call, the wait comes first
 			uc.replySent = n
 			if err != nil || n < len(req) {
 				uc.replyErr = err
@@ -222,6 +236,12 @@ func newUpConn(c upSocket, b *balancer.Backend) (*upConn, error) {
 // until the backend closes or the response timeout runs out (a 504 where
 // Read would have seen the FIN at once and replayed the request); HTTP
 // servers close idle keep-alive connections outright.
+//
+// An empty req (not nil) is a head already sent with the connect
+// (dialPending): roundTrip only waits for the answer, and then reads it.
+// A pendSock's wait ends for an answer that came before it too (the
+// Pending keeps the event: tunnel.Pending.Wait), so none is lost; only a
+// pendSock is ever given an empty req.
 //
 // Deadlines hold as for Read and Write. sendErr is the write's error;
 // 0 bytes read is io.EOF.
