@@ -130,36 +130,42 @@ func TestEMFILEBacksOffAndRecovers(t *testing.T) {
 			c.Close()
 		}
 	}()
+	// fill brings wsgate to exactly free files left: idle connections take
+	// files, closing one (or a tunnel, two files each since the client
+	// socket is handed over without a duplicate) gives them back. Each step
+	// waits for wsgate's count to move, so that a slow accept on a loaded
+	// machine is not taken for none (which overshot: every file taken, and
+	// no request found the one file its 503 needs).
 	fill := func(free int) {
 		t.Helper()
 		time.Sleep(200 * time.Millisecond) // closes in progress settle
-		for deadline := time.Now().Add(5 * time.Second); ; {
+		for deadline := time.Now().Add(10 * time.Second); ; {
 			n := openFiles(t, g.pid(), int(lim))
-			if n >= int(lim)-free {
+			if n == int(lim)-free {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%d files open of %d after %d idle connections", n, lim, len(idle))
+				t.Fatalf("%d files open of %d, want %d free, after %d idle connections", n, lim, free, len(idle))
 			}
-			c, err := net.Dial("tcp", g.addr)
-			if err != nil {
-				t.Fatal(err)
+			switch {
+			case n < int(lim)-free:
+				c, err := net.Dial("tcp", g.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				idle = append(idle, c)
+			case len(idle) > 0:
+				idle[len(idle)-1].Close()
+				idle = idle[:len(idle)-1]
+			case len(tunnels) > 0:
+				tunnels[len(tunnels)-1].Close()
+				tunnels = tunnels[:len(tunnels)-1]
+			default:
+				t.Fatalf("%d files open of %d with nothing of the test's left to close", n, lim)
 			}
-			idle = append(idle, c)
-			for end := time.Now().Add(time.Second); openFiles(t, g.pid(), int(lim)) == n && time.Now().Before(end); {
-				time.Sleep(5 * time.Millisecond) // until wsgate has accepted it
+			for end := time.Now().Add(5 * time.Second); openFiles(t, g.pid(), int(lim)) == n && time.Now().Before(end); {
+				time.Sleep(5 * time.Millisecond) // until wsgate has accepted or closed it
 			}
-		}
-	}
-	// The tunnels may have taken every file (two each since the client
-	// socket is handed over without a duplicate): close tunnels until one
-	// file is free, then fill up to it.
-	for len(tunnels) > 0 && openFiles(t, g.pid(), int(lim)) > int(lim)-1 {
-		tunnels[len(tunnels)-1].Close()
-		tunnels = tunnels[:len(tunnels)-1]
-		n := openFiles(t, g.pid(), int(lim))
-		for end := time.Now().Add(5 * time.Second); openFiles(t, g.pid(), int(lim)) >= n && time.Now().Before(end); {
-			time.Sleep(5 * time.Millisecond) // until wsgate has closed the tunnel
 		}
 	}
 	fill(1)
