@@ -236,6 +236,12 @@ func (s *Server) serveLoop(ln net.Listener, name string) error {
 		netpoll.WithOnPrepare(s.onPrepare),
 		netpoll.WithWriteTimeout(s.cfg.ResponseTimeout),
 		netpoll.WithReadThreshold(s.readThreshold()),
+		// An accepted connection (TCP_DEFER_ACCEPT: its request is there)
+		// is read at once and joins netpoll's epoll set only when it has
+		// to wait (netpoll patch 9): a WebSocket handshake's client socket,
+		// handed to the tunnel engine after its first request, never
+		// does: no EPOLL_CTL_ADD and EPOLL_CTL_DEL for nothing.
+		netpoll.WithDeferredRegister(true),
 	)
 	if err != nil {
 		return fmt.Errorf("loop: %w", err)

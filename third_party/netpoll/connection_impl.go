@@ -50,10 +50,11 @@ type connection struct {
 	inputBuffer   *LinkBuffer
 	outputBuffer  *LinkBuffer
 	outputBarrier *barrier
-	maxSize       int       // The maximum size of data between two Release().
-	bookSize      int       // The size of data that can be read at once.
-	state         connState // Connection state should be changed sequentially.
-	pause         readPause // wsgate patch (connection_pause.go)
+	maxSize       int         // The maximum size of data between two Release().
+	bookSize      int         // The size of data that can be read at once.
+	state         connState   // Connection state should be changed sequentially.
+	pause         readPause   // wsgate patch (connection_pause.go)
+	deferred      deferredReg // wsgate patch (connection_deferred.go)
 }
 
 var (
@@ -471,6 +472,8 @@ func (c *connection) waitRead(n int) (err error) {
 	if c.pause.shut.Load() { // wsgate patch (connection_halfclose.go): no more input will come
 		return Exception(ErrEOF, "wait read")
 	}
+	c.ensureRegistered() // wsgate patch (connection_deferred.go): input comes through the poller
+
 	atomic.StoreInt64(&c.waitReadSize, int64(n))
 	defer atomic.StoreInt64(&c.waitReadSize, 0)
 	// wsgate patch (connection_pause.go): the handler wants more than is

@@ -115,6 +115,10 @@ func (c *connection) onPrepare(opts *options) (err error) {
 	}
 	// prepare may close the connection.
 	if c.IsActive() {
+		if opts != nil && opts.deferRegister { // wsgate patch (connection_deferred.go): readFirst, from onAccept
+			c.deferred.pending.Store(true)
+			return nil
+		}
 		return c.register()
 	}
 	return nil
@@ -247,6 +251,7 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (proces
 			panicked = false
 			return
 		}
+		c.ensureRegistered() // wsgate patch (connection_deferred.go): the first run ended, the connection open
 		c.unlock(processing)
 		// wsgate patch (connection_halfclose.go): the peer shut down its
 		// sending side while the handler ran; with the handler done, the
@@ -285,6 +290,9 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (proces
 func (c *connection) closeCallback(needLock, needDetach bool) (err error) {
 	if needLock && !c.lock(processing) {
 		return nil
+	}
+	if c.deferred.pending.Swap(false) { // wsgate patch (connection_deferred.go): never registered, nothing to detach
+		needDetach = false
 	}
 	if needDetach && c.operator.poll != nil { // If Close is called during OnPrepare, poll is not registered.
 		// PollDetach only happen when user call conn.Close() or poller detect error

@@ -42,6 +42,9 @@ type readPause struct {
 
 // interest applies the poll interest for the current state; mu held.
 func (c *connection) interest() error {
+	if c.deferred.pending.Load() { // wsgate patch (connection_deferred.go): register first
+		return c.registerLocked()
+	}
 	var ev PollEvent
 	switch {
 	case c.pause.off && c.pause.writing:
@@ -58,6 +61,9 @@ func (c *connection) interest() error {
 
 // setWriting replaces Control(PollR2RW) (true) and Control(PollRW2R) (false).
 func (c *connection) setWriting(on bool) error {
+	if on {
+		c.ensureRegistered() // wsgate patch (connection_deferred.go)
+	}
 	if c.pause.threshold == 0 {
 		if on {
 			return c.operator.Control(PollR2RW)

@@ -30,7 +30,8 @@ type options struct {
 	writeTimeout time.Duration
 	idleTimeout  time.Duration
 
-	readThreshold int // wsgate patch (connection_pause.go)
+	readThreshold int  // wsgate patch (connection_pause.go)
+	deferRegister bool // wsgate patch (connection_deferred.go)
 }
 
 // WithOnPrepare registers the OnPrepare method to EventLoop.

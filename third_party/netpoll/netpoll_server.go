@@ -176,6 +176,7 @@ func (s *server) onAccept(conn Conn) {
 
 	// trigger onConnect asynchronously
 	nconn.onConnect()
+	nconn.readFirst() // wsgate patch (connection_deferred.go)
 }
 
 func isOutOfFdErr(err error) bool {
