@@ -9,6 +9,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -126,9 +127,12 @@ func TestTakeFdWaitsForPoller(t *testing.T) {
 	var released atomic.Bool
 	out := make(chan taken, 1)
 	addr := serveTake(t, true, func(c *connection) {
-		if !c.operator.do() { // as the poller does before it handles an event
-			t.Error("operator not registered")
-			return
+		for !c.operator.do() { // as the poller does before it handles an event
+			if atomic.LoadInt32(&c.operator.state) == 0 {
+				t.Error("operator not registered")
+				return
+			}
+			runtime.Gosched() // the poller is handling an event of its own: wait for it
 		}
 		go func() {
 			time.Sleep(50 * time.Millisecond)
