@@ -8,7 +8,6 @@ import (
 
 	"github.com/cloudwego/netpoll"
 	"github.com/valyala/bytebufferpool"
-	"golang.org/x/sys/unix"
 
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/http1"
@@ -115,14 +114,11 @@ func (s *Server) admitConn(conn netpoll.Connection) bool {
 	return true
 }
 
-// refuse ends a connection from onPrepare, where netpoll has not yet
-// registered it and a Close would make it log a failed detach for every
-// refused connection: both directions are shut down (the client gets FIN
-// at once), and netpoll closes the socket on the hang-up it then sees.
+// refuse ends a connection from onPrepare. netpoll has not registered it
+// (deferred registration, netpoll patch 9), so the Close detaches nothing
+// and logs nothing, and the request that came with the accept
+// (TCP_DEFER_ACCEPT) never reaches a handler, let alone a backend.
 func refuse(conn netpoll.Connection) {
-	if nc, ok := conn.(netpoll.Conn); ok && unix.Shutdown(nc.Fd(), unix.SHUT_RDWR) == nil {
-		return
-	}
 	conn.Close()
 }
 

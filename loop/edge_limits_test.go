@@ -65,7 +65,9 @@ func TestMaxConnsCountsTunnels(t *testing.T) {
 }
 
 func TestMaxConnsPerIP(t *testing.T) {
-	p := startProxy(t, []string{headersBackend(t)}, func(c *loop.Config, _ *tunnel.Config) {
+	var hits atomic.Int64
+	be := httpBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	p := startProxy(t, []string{be}, func(c *loop.Config, _ *tunnel.Config) {
 		c.Edge.MaxConnsPerIP = 2
 	})
 	dial(t, p.addr)
@@ -85,6 +87,11 @@ func TestMaxConnsPerIP(t *testing.T) {
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("127.0.0.2: %v %v", resp, err)
+	}
+	// The refused connection's request (there at the accept) reached no
+	// backend: only 127.0.0.2's did.
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("the backend served %d requests, want 1 (the refused connection's was forwarded)", n)
 	}
 }
 

@@ -251,7 +251,7 @@ func (l *loop) passFin(t *tunnel, idx int32, src int) bool {
 		}
 		return true
 	}
-	if t.dir[dst].flags&dirShut != 0 || closingHandshakeDone(t) {
+	if t.dir[dst].flags&dirShut != 0 || closingHandshakeDone(t, dst) {
 		// Both ways are finished, or nothing more may come from dst (its
 		// closing handshake is done): close sends dst its FIN (nothing is
 		// left unread on it), so no shutdown first.
@@ -272,12 +272,15 @@ func (l *loop) passFin(t *tunnel, idx int32, src int) bool {
 // server's FIN: passing it on and waiting for the other peer's FIN costs
 // a shutdown(2), a read and, on a quiet loop, a wake-up per connection
 // (the common end of a WebSocket: client's close, server's close and
-// FIN). Bytes a peer sends against the protocol after its close frame
-// meet a closed socket (an RST), as they would behind HAProxy. Untracked
-// streams (not WebSocket framing) and TLS tunnels (close_notify) keep the
-// half-close.
-func closingHandshakeDone(t *tunnel) bool {
-	if t.tls != nil {
+// FIN). Only when nothing is known to wait unread on dst: closing a
+// socket with unread input sends a reset, which would also drop what is
+// still queued toward that peer (our close frame), and a control frame
+// after a close frame (a Pong to a Ping that crossed it) is no protocol
+// error; such a side is shut down and read to its end as before.
+// Untracked streams (not WebSocket framing) and TLS tunnels (close_notify)
+// keep the half-close.
+func closingHandshakeDone(t *tunnel, dst int) bool {
+	if t.tls != nil || t.sflags[dst]&sideReadable != 0 {
 		return false
 	}
 	for s := range t.dir {

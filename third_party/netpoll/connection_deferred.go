@@ -40,32 +40,45 @@ type deferredReg struct {
 
 // readFirst is the accepting poller's read of a deferred connection: what
 // the poller would read once the socket was registered and readable,
-// read at once. With nothing read (EAGAIN, EOF, an error) the connection
-// is registered and the poller takes it from there.
+// read at once. It holds the processing lock while it reads, as a
+// handler's task does, so that a Close from elsewhere meanwhile (a
+// graceful shutdown finds the new connection idle) leaves its close
+// callbacks, which free the buffers and the operator and close the fd, to
+// readFirst. With nothing read (EAGAIN, EOF, an error) the connection is
+// registered and the poller takes it from there; with input, the handler
+// runs, and registers it when it has to wait or its run ends.
 func (c *connection) readFirst() {
-	if !c.deferred.pending.Load() {
-		return
+	if !c.deferred.pending.Load() || !c.lock(processing) {
+		return // closed, or a task runs (OnConnect's): it registers at its end
 	}
 	var vs [1][]byte
 	var ivs [1]syscall.Iovec
 	bs := c.inputs(vs[:])
 	n, err := readv(c.fd, bs, ivs[:len(bs)])
-	if err != nil || n <= 0 {
-		c.inputAck(0)
-		c.ensureRegistered()
+	if err != nil || n < 0 {
+		n = 0
+	}
+	c.inputAck(n) // its onRequest starts nothing while the lock is held
+	c.unlock(processing)
+	if c.status(closing) != 0 {
+		if c.lock(processing) { // closed meanwhile: the close callbacks are ours
+			c.closeCallback(false, false)
+		}
 		return
 	}
-	c.inputAck(n) // starts the handler (onProcess), which registers when it has to wait or ends
-	if c.isUnlock(processing) {
-		// No handler run was started (or it has ended and registered
-		// already: then this does nothing).
-		c.ensureRegistered()
+	if n > 0 && !c.onRequest() {
+		return // the handler runs (or ran), and registers the connection
+	}
+	if err := c.ensureRegistered(); err != nil {
+		c.Close()
 	}
 }
 
 // ensureRegistered registers a deferred connection with its poller, with
 // the interest its state asks for (reading paused, writing wanted). It
-// does nothing for a connection that is registered or closing.
+// does nothing for a connection that is registered or closing. On an
+// error (epoll out of memory or watches) the connection is not polled:
+// the caller closes it or returns the error.
 func (c *connection) ensureRegistered() error {
 	if !c.deferred.pending.Load() {
 		return nil
@@ -75,16 +88,32 @@ func (c *connection) ensureRegistered() error {
 	return c.registerLocked()
 }
 
-// registerLocked is ensureRegistered with c.pause.mu held.
+// registerLocked is ensureRegistered with c.pause.mu held. The mutex also
+// orders it against closeCallback's look at pending (notRegistered): a
+// connection is either registered before its close detaches it, or never.
 func (c *connection) registerLocked() error {
-	if !c.deferred.pending.Swap(false) || !c.IsActive() {
+	if !c.deferred.pending.Load() || !c.IsActive() {
 		return nil
 	}
+	c.deferred.pending.Store(false)
 	if err := c.operator.Control(PollReadable); err != nil {
+		logger.Printf("NETPOLL: connection register failed: %v", err)
 		return err
 	}
 	if c.pause.off || c.pause.writing {
 		return c.interest()
 	}
 	return nil
+}
+
+// notRegistered reports, once the connection is closing, whether it was
+// never registered (and never will be): closeCallback then detaches
+// nothing.
+func (c *connection) notRegistered() bool {
+	if !c.deferred.pending.Load() {
+		return false
+	}
+	c.pause.mu.Lock()
+	defer c.pause.mu.Unlock()
+	return c.deferred.pending.Swap(false)
 }

@@ -8,6 +8,7 @@ package netpoll
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -221,5 +222,75 @@ func TestDeferredRegisterNothingAtAccept(t *testing.T) {
 	b := make([]byte, 4)
 	if _, err := io.ReadFull(nc, b); err != nil || string(b) != "LATE" {
 		t.Fatalf("read %q, %v", b, err)
+	}
+}
+
+// Connections closed from another goroutine while the accepting poller
+// reads them first (a graceful shutdown finds a new connection idle): no
+// panic, no race, nothing logged, every connection answered or closed.
+// Before readFirst held the processing lock, the close freed the buffers
+// and the operator under the read (a nil-pointer panic on the poller, or a
+// read into freed buffers).
+func TestDeferredRegisterCloseRace(t *testing.T) {
+	var logged bytes.Buffer
+	old := logger
+	logger = log.New(&logged, "", 0)
+	defer func() { logger = old }()
+	ln, err := CreateListener("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.SetsockoptInt(ln.Fd(), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, 5); err != nil {
+		t.Fatal(err)
+	}
+	prepared := make(chan Connection, 1024)
+	loop, err := NewEventLoop(func(ctx context.Context, c Connection) error {
+		r := c.Reader()
+		b, _ := r.Next(r.Len())
+		c.Writer().WriteBinary(b)
+		return c.Writer().Flush()
+	}, WithReadThreshold(64<<10), WithDeferredRegister(true), WithOnPrepare(func(c Connection) context.Context {
+		prepared <- c
+		return context.Background()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go loop.Serve(ln)
+	defer loop.Shutdown(context.Background())
+	done := make(chan struct{})
+	go func() { // closes every other connection as soon as it is set up
+		i := 0
+		for {
+			select {
+			case c := <-prepared:
+				if i++; i%2 == 0 {
+					c.Close()
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	defer close(done)
+	for i := 0; i < 300; i++ {
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		nc.Write([]byte("ping"))
+		b := make([]byte, 4)
+		n, err := io.ReadFull(nc, b)
+		nc.Close()
+		if err == nil && string(b) != "ping" {
+			t.Fatalf("connection %d: read %q", i, b[:n])
+		}
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("connection %d: %v (want the answer, or the close)", i, err)
+		}
+	}
+	if logged.Len() > 0 {
+		t.Fatalf("netpoll logged: %s", logged.String())
 	}
 }

@@ -472,7 +472,9 @@ func (c *connection) waitRead(n int) (err error) {
 	if c.pause.shut.Load() { // wsgate patch (connection_halfclose.go): no more input will come
 		return Exception(ErrEOF, "wait read")
 	}
-	c.ensureRegistered() // wsgate patch (connection_deferred.go): input comes through the poller
+	if err := c.ensureRegistered(); err != nil { // wsgate patch (connection_deferred.go): input comes through the poller
+		return Exception(err, "wait read")
+	}
 
 	atomic.StoreInt64(&c.waitReadSize, int64(n))
 	defer atomic.StoreInt64(&c.waitReadSize, 0)

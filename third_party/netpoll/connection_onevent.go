@@ -104,6 +104,9 @@ func (c *connection) onPrepare(opts *options) (err error) {
 		c.SetIdleTimeout(opts.idleTimeout)
 		c.pause.threshold = opts.readThreshold // wsgate patch (connection_pause.go)
 
+		if opts.deferRegister { // wsgate patch (connection_deferred.go): readFirst, from onAccept; a Close in onPrepare detaches nothing
+			c.deferred.pending.Store(true)
+		}
 		// calling prepare first and then register.
 		if opts.onPrepare != nil {
 			c.ctx = opts.onPrepare(c)
@@ -115,8 +118,7 @@ func (c *connection) onPrepare(opts *options) (err error) {
 	}
 	// prepare may close the connection.
 	if c.IsActive() {
-		if opts != nil && opts.deferRegister { // wsgate patch (connection_deferred.go): readFirst, from onAccept
-			c.deferred.pending.Store(true)
+		if c.deferred.pending.Load() { // wsgate patch (connection_deferred.go)
 			return nil
 		}
 		return c.register()
@@ -251,7 +253,9 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (proces
 			panicked = false
 			return
 		}
-		c.ensureRegistered() // wsgate patch (connection_deferred.go): the first run ended, the connection open
+		if c.ensureRegistered() != nil { // wsgate patch (connection_deferred.go): the first run ended, the connection open
+			c.Close() // not polled: the double check below runs its close callbacks
+		}
 		c.unlock(processing)
 		// wsgate patch (connection_halfclose.go): the peer shut down its
 		// sending side while the handler ran; with the handler done, the
@@ -291,7 +295,7 @@ func (c *connection) closeCallback(needLock, needDetach bool) (err error) {
 	if needLock && !c.lock(processing) {
 		return nil
 	}
-	if c.deferred.pending.Swap(false) { // wsgate patch (connection_deferred.go): never registered, nothing to detach
+	if c.notRegistered() { // wsgate patch (connection_deferred.go): nothing to detach
 		needDetach = false
 	}
 	if needDetach && c.operator.poll != nil { // If Close is called during OnPrepare, poll is not registered.

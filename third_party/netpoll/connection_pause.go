@@ -62,7 +62,9 @@ func (c *connection) interest() error {
 // setWriting replaces Control(PollR2RW) (true) and Control(PollRW2R) (false).
 func (c *connection) setWriting(on bool) error {
 	if on {
-		c.ensureRegistered() // wsgate patch (connection_deferred.go)
+		if err := c.ensureRegistered(); err != nil { // wsgate patch (connection_deferred.go)
+			return err
+		}
 	}
 	if c.pause.threshold == 0 {
 		if on {

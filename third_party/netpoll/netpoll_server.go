@@ -169,7 +169,7 @@ func (s *server) onAccept(conn Conn) {
 	}
 	fd := conn.Fd()
 	nconn.AddCloseCallback(func(connection Connection) error {
-		s.connections.Delete(fd)
+		s.connections.CompareAndDelete(fd, nconn) // wsgate patch (connection_takefd.go): the number may be another connection's by now
 		return nil
 	})
 	s.connections.Store(fd, nconn)
