@@ -64,19 +64,7 @@ func TestDialRawRefused(t *testing.T) {
 // A connect that does not complete ends at the timeout: a listener whose
 // accept queue is full (backlog 0, never accepting) drops further SYNs.
 func TestDialRawTimeout(t *testing.T) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := unix.Getsockname(fd)
-	ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+	_, ap := neverAccepting(t)
 	var held []*os.File
 	defer func() {
 		for _, f := range held {
@@ -99,4 +87,25 @@ func TestDialRawTimeout(t *testing.T) {
 		return
 	}
 	t.Skip("this kernel completed every connect to a full accept queue")
+}
+
+// neverAccepting returns a listener on 127.0.0.1 with a backlog of 0
+// (closed when the test ends) and its address: until the test accepts from
+// it, a full accept queue drops further SYNs, and a connect to it stays in
+// progress.
+func neverAccepting(t *testing.T) (int, netip.AddrPort) {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	return fd, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
 }

@@ -195,6 +195,21 @@ func readHead(r *bufio.Reader) (string, error) {
 	}
 }
 
+// upgrade sends a WebSocket handshake for /ws on a new connection to addr
+// and reads the response head; br reads what follows on c.
+func upgrade(t testing.TB, addr string) (c net.Conn, br *bufio.Reader, resp *http.Response) {
+	t.Helper()
+	c = dial(t, addr)
+	c.Write([]byte(handshake("x", "/ws")))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br = bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, br, resp
+}
+
 func dial(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)

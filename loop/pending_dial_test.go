@@ -142,19 +142,7 @@ func TestDialPendingStillConnecting(t *testing.T) {
 		t.Skip("waits for a SYN retransmission")
 	}
 	e := testEngine(t)
-	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(lfd)
-	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(lfd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := unix.Getsockname(lfd)
-	ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+	lfd, ap := neverAccepting(t) // dial_linux_test.go
 
 	// Fill the accept queue: a dial that times out found it full.
 	var held []*pendSock

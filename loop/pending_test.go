@@ -69,13 +69,7 @@ func TestUpgradeHeadSentOnce(t *testing.T) {
 	refusing := loop.ReserveAddr(t)
 	p := startProxy(t, []string{refusing, be}, nil)
 	for i := range 4 {
-		c := dial(t, p.addr)
-		c.Write([]byte(handshake("x", "/ws")))
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, _, resp := upgrade(t, p.addr)
 		if resp.StatusCode != 101 {
 			t.Fatalf("handshake %d: status %d", i, resp.StatusCode)
 		}
@@ -171,13 +165,7 @@ func TestUpgradeBackendClosesGives502(t *testing.T) {
 // gets status, and that no tunnel is left.
 func upgradeFails(t *testing.T, p *proxy, status int) {
 	t.Helper()
-	c := dial(t, p.addr)
-	c.Write([]byte(handshake("x", "/ws")))
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, resp := upgrade(t, p.addr)
 	resp.Body.Close()
 	if resp.StatusCode != status {
 		t.Fatalf("status %d, want %d", resp.StatusCode, status)
@@ -203,13 +191,7 @@ func TestDeclinedUpgradeConnectionNotPooled(t *testing.T) {
 	})
 	p := startProxy(t, []string{be}, nil)
 	for i := range 3 {
-		c := dial(t, p.addr)
-		c.Write([]byte(handshake("x", "/ws")))
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, _, resp := upgrade(t, p.addr)
 		body, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != 403 || string(body) != "no" {
 			t.Fatalf("upgrade %d: %d %q", i, resp.StatusCode, body)

@@ -121,13 +121,7 @@ func TestBadAcceptIs502(t *testing.T) {
 		io.Copy(io.Discard, br)
 	})
 	p := startProxy(t, []string{be}, nil)
-	c := dial(t, p.addr)
-	c.Write([]byte(handshake("x", "/ws")))
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, resp := upgrade(t, p.addr)
 	if resp.StatusCode != 502 {
 		t.Errorf("status %d, want 502", resp.StatusCode)
 	}
