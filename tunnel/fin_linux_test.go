@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,14 +63,26 @@ func TestClosingHandshakeEndsAtFirstFIN(t *testing.T) {
 		{"both close frames", append(append([]byte{}, text...), closeFrame(true)...), closeFrame(false), true},
 		{"backend's close frame only", text, closeFrame(false), false},
 		{"client's close frame cut short", closeFrame(true)[:3], closeFrame(false), false},
+		{"client's close frame header split across reads", closeFrame(true), closeFrame(false), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := r.newPair(t, e, nil, nil)
 			p.client.SetDeadline(time.Now().Add(5 * time.Second))
 			p.backend.SetDeadline(time.Now().Add(5 * time.Second))
-			p.client.Write(tc.fromClient)
-			if _, err := io.ReadFull(p.backend, make([]byte, len(tc.fromClient))); err != nil {
-				t.Fatal(err)
+			if strings.Contains(tc.name, "split") {
+				p.client.Write(tc.fromClient[:1]) // the first header byte alone
+				if _, err := io.ReadFull(p.backend, make([]byte, 1)); err != nil {
+					t.Fatal(err)
+				}
+				p.client.Write(tc.fromClient[1:])
+				if _, err := io.ReadFull(p.backend, make([]byte, len(tc.fromClient)-1)); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				p.client.Write(tc.fromClient)
+				if _, err := io.ReadFull(p.backend, make([]byte, len(tc.fromClient))); err != nil {
+					t.Fatal(err)
+				}
 			}
 			p.backend.Write(tc.fromBack)
 			p.backend.CloseWrite()
