@@ -777,17 +777,17 @@ func (s *Server) startTunnel(cc *clientConn, ex *exchange, uc *upConn, nbuf int)
 	done := s.tunnelDone(cc, ex, b, len(ex.out)) // tunnel.go: releases b's count, then the record's duration and log line
 	// netpoll runs close callbacks after it has stopped polling the socket
 	// and before it would close it, newest first: this one takes the client
-	// socket (clientFd) and whatever input netpoll had already read.
+	// socket and whatever input netpoll had already read.
 	cc.conn.AddCloseCallback(func(c netpoll.Connection) error {
 		// First the socket, then the input: TakeFd waits until netpoll's
 		// poller has stopped reading it.
-		fd, err := netpoll.TakeFd(c) // a connection onRequest detached (detachTunnel)
+		fd, err := netpoll.TakeFd(c) // a connection onRequest detached (detachTunnel); a TLS front's is not
 		taken := err == nil
 		var toBackend []byte
 		if n := c.Reader().Len(); n > 0 {
 			toBackend, _ = c.Reader().Next(n)
 		}
-		if !taken && cc.frontID != 0 && s.takeOverTLS(cc, c, b, upfd, toBackend, toClient, done) { // tls.go
+		if cc.frontID != 0 && s.takeOverTLS(cc, c, b, upfd, toBackend, toClient, done) { // tls.go
 			return nil
 		}
 		if !taken {
