@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -39,6 +40,7 @@ type shedListener struct {
 	file         *os.File         // a duplicate of its socket, non-blocking; netpoll polls it
 	fd           int              // file's descriptor
 	tcp          bool             // accepted sockets get TCP_NODELAY
+	nodelay      atomic.Int32     // nodelayUnknown, nodelayInherited or nodelayPerSocket
 	refused      *metrics.Counter // connections shed while out of files; nil: not counted
 
 	mu      sync.Mutex // guards spare and backoff; taken only when out of files
@@ -62,7 +64,37 @@ func shedding(ln net.Listener, refused *metrics.Counter) (*shedListener, error) 
 		f.Close()
 		return nil, err
 	}
-	return &shedListener{Listener: ln, file: f, fd: int(f.Fd()), tcp: tcp, refused: refused, spare: openSpare()}, nil
+	l := &shedListener{Listener: ln, file: f, fd: int(f.Fd()), tcp: tcp, refused: refused, spare: openSpare()}
+	if tcp {
+		rawsys.Nodelay(l.fd) // accepted sockets inherit it (checked at the first accept)
+	}
+	return l, nil
+}
+
+// TCP_NODELAY of accepted sockets. Linux copies the listener's TCP_NODELAY
+// into every socket accepted from it, so the listener has it set and the
+// first accepted socket is asked whether it came along: if so, no accepted
+// socket needs a setsockopt of its own (a system call per connection, as
+// HAProxy saves it); if not, each gets one.
+const (
+	nodelayUnknown int32 = iota
+	nodelayInherited
+	nodelayPerSocket
+)
+
+// setNodelay makes sure the accepted socket fd has TCP_NODELAY.
+func (l *shedListener) setNodelay(fd int) {
+	switch l.nodelay.Load() {
+	case nodelayInherited:
+		return
+	case nodelayUnknown:
+		if on, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); err == nil && on != 0 {
+			l.nodelay.Store(nodelayInherited)
+			return
+		}
+		l.nodelay.Store(nodelayPerSocket)
+	}
+	rawsys.Nodelay(fd)
 }
 
 func openSpare() int {
@@ -95,7 +127,7 @@ func (l *shedListener) Accept() (net.Conn, error) {
 		switch err {
 		case 0:
 			if l.tcp {
-				rawsys.Nodelay(fd)
+				l.setNodelay(fd)
 			}
 			return &acceptedConn{fd: fd, laddr: l.Addr(), raddr: raddr}, nil
 		case unix.EINTR:

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A half-closed tunnel whose other side stays silent is closed after
@@ -101,4 +103,70 @@ func TestClosingHandshakeEndsAtFirstFIN(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A FIN that came with the last bytes is taken by the short read that
+// takes them: the tunnel passes both on without the read of 0 (which it
+// still makes when the FIN comes alone, after the bytes were read).
+func TestFinWithLastBytesCostsNoRead(t *testing.T) {
+	e := newEngine(t, Config{IdleTimeout: time.Hour, FinTimeout: time.Hour})
+	r := newRig(t)
+	eofReads := func() (n int64) {
+		e.run(func(l *loop) { n += l.eofReads })
+		return n
+	}
+	for _, together := range []bool{true, false} {
+		p, cfd, bfd := r.conns(t)
+		t.Cleanup(p.close)
+		p.client.SetDeadline(time.Now().Add(5 * time.Second))
+		before := eofReads()
+		msg := wsFrame(true, 0x8, []byte{0x03, 0xe8}, false)
+		if together {
+			// Bytes and FIN queued at the proxy's backend socket before the
+			// tunnel starts: its first event carries both.
+			p.backend.Write(msg)
+			p.backend.CloseWrite()
+			waitRDHUP(t, bfd)
+		}
+		if err := e.Add(cfd, bfd, nil, nil, p.done); err != nil {
+			t.Fatal(err)
+		}
+		if !together {
+			p.backend.Write(msg)
+			if _, err := io.ReadFull(p.client, make([]byte, len(msg))); err != nil {
+				t.Fatal(err)
+			}
+			p.backend.CloseWrite()
+		}
+		got, err := io.ReadAll(p.client)
+		if together && (err != nil || string(got) != string(msg)) {
+			t.Fatalf("client read %q, %v; want the frame, then EOF", got, err)
+		}
+		if !together && (err != nil || len(got) != 0) {
+			t.Fatalf("client read %q, %v; want EOF", got, err)
+		}
+		p.client.CloseWrite()
+		p.wait(t, 5*time.Second)
+		// The client's FIN always comes alone: one read of 0. The
+		// backend's costs one more only when it came alone.
+		reads, want := eofReads()-before, int64(2)
+		if together {
+			want = 1
+		}
+		if reads != want {
+			t.Errorf("backend's FIN with the last bytes %v: %d reads of 0, want %d", together, reads, want)
+		}
+	}
+}
+
+// waitRDHUP waits until fd has seen its peer's FIN.
+func waitRDHUP(t *testing.T, fd int) {
+	t.Helper()
+	for range 500 {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		if n, _ := unix.Poll(pfd, 10); n == 1 && pfd[0].Revents&unix.POLLRDHUP != 0 {
+			return
+		}
+	}
+	t.Fatal("no FIN at the proxy's socket")
 }

@@ -89,6 +89,9 @@ type loop struct {
 	// maxHeld is the most bytes one direction has held (buffer or pipe)
 	// on this loop; tests check it against MaxPending.
 	maxHeld int64
+	// eofReads counts reads that returned 0; tests check that a FIN
+	// taken with the last bytes costs none (relay_linux.go: sideAtFIN).
+	eofReads int64
 
 	load atomic.Int64 // tunnels assigned: queued or open (for Engine.pick)
 

@@ -15,6 +15,8 @@ const (
 	sideReadable uint8 = 1 << iota // input may be waiting: read until EAGAIN (or a short read)
 	sideWritable                   // the last write did not hit EAGAIN
 	sideRDHUP                      // FIN (or HUP) seen: read until 0, never stop at a short read
+	sideFIN                        // an event said FIN came (EPOLLRDHUP, no error): all the side's bytes are queued
+	sideAtFIN                      // after sideFIN, a short read took all of them: the next read would return 0
 )
 
 // Per-direction flags (dir.flags).
@@ -76,6 +78,9 @@ func (l *loop) handle(t *tunnel, idx int32, s int, ev uint32) {
 		t.sflags[s] |= sideReadable
 		if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
 			t.sflags[s] |= sideRDHUP
+		}
+		if ev&(unix.EPOLLRDHUP|unix.EPOLLERR) == unix.EPOLLRDHUP {
+			t.sflags[s] |= sideFIN
 		}
 	}
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
@@ -159,6 +164,10 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 		if t.sflags[src]&sideReadable == 0 || t.sflags[dst]&sideWritable == 0 {
 			return true
 		}
+		if t.sflags[src]&sideAtFIN != 0 {
+			l.eof(t, idx, src) // the read that would return 0, saved
+			continue
+		}
 		if d.flags&dirSplicing != 0 && (d.inPayload() || d.bad()) {
 			// Splice the current frame's payload at most: its end is where
 			// the next header is read (below, through a buffer).
@@ -205,15 +214,24 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 		}
 		if n == 0 {
 			l.scratch = b
+			l.eofReads++
 			l.eof(t, idx, src)
 			continue
 		}
 		t.lastActive = l.nowTick
-		if n < len(*b) && t.sflags[src]&sideRDHUP == 0 {
-			// A short read drained the socket; new data (or a FIN, which
-			// sets RDHUP) brings a new edge. Saves a read per message.
-			t.sflags[src] &^= sideReadable
-			l.stopSplice(d)
+		if n < len(*b) {
+			if t.sflags[src]&sideRDHUP == 0 {
+				// A short read drained the socket; new data (or a FIN, which
+				// sets RDHUP) brings a new edge. Saves a read per message.
+				t.sflags[src] &^= sideReadable
+				l.stopSplice(d)
+			} else if t.sflags[src]&sideFIN != 0 {
+				// The FIN had come before this read, and TCP queues it
+				// after every byte sent before it: a short read took them
+				// all (and the FIN), so EOF is next. Saves the read of 0
+				// that ends most tunnels (a close frame, then FIN).
+				t.sflags[src] |= sideAtFIN
+			}
 		}
 		// Lend the buffer to the direction; step 1 writes it at once and
 		// gives it back to l.scratch when all of it went out.
