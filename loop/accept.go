@@ -123,13 +123,16 @@ func (l *shedListener) Close() error {
 // Accept accepts one connection; (nil, nil) means none to take now.
 func (l *shedListener) Accept() (net.Conn, error) {
 	for {
-		fd, raddr, err := accept(l.fd)
+		var rsa unix.RawSockaddrAny
+		fd, err := accept(l.fd, &rsa)
 		switch err {
 		case 0:
 			if l.tcp {
 				l.setNodelay(fd)
 			}
-			return &acceptedConn{fd: fd, laddr: l.Addr(), raddr: raddr}, nil
+			c := &acceptedConn{fd: fd, laddr: l.Addr()}
+			c.raddr = c.peerAddr(&rsa)
+			return c, nil
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN, unix.ECONNABORTED:
@@ -171,29 +174,37 @@ func (l *shedListener) shed() {
 // called directly: unix.Accept4 asks the listener for SO_PROTOCOL on every
 // accept to tell an L2TP socket from TCP, and netpoll would then make the
 // socket non-blocking with two fcntl calls.
-func accept(lfd int) (int, net.Addr, unix.Errno) {
-	var rsa unix.RawSockaddrAny
+//
+// The peer's address goes to rsa; syscall.RawSyscall6 (unlike
+// unix.RawSyscall6) lets it stay on the caller's stack.
+func accept(lfd int, rsa *unix.RawSockaddrAny) (int, unix.Errno) {
 	n := uint32(unix.SizeofSockaddrAny)
-	fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)),
+	fd, _, errno := syscall.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(rsa)),
 		uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if errno != 0 {
-		return -1, nil, errno
+		return -1, unix.Errno(errno)
 	}
-	return int(fd), tcpAddrOf(&rsa), 0
+	return int(fd), 0
 }
 
-func tcpAddrOf(rsa *unix.RawSockaddrAny) net.Addr {
+// peerAddr returns the peer's address, for TCP in c itself.
+func (c *acceptedConn) peerAddr(rsa *unix.RawSockaddrAny) net.Addr {
 	switch rsa.Addr.Family {
 	case unix.AF_INET:
 		a := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: portOf(a.Port)}
+		c.ip[10], c.ip[11] = 0xff, 0xff // the 16-byte form of an IPv4 address, as net.IPv4 makes it
+		copy(c.ip[12:], a.Addr[:])
+		c.tcp = net.TCPAddr{IP: c.ip[:], Port: portOf(a.Port)}
+		return &c.tcp
 	case unix.AF_INET6:
 		a := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
-		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: portOf(a.Port)}
+		c.ip = a.Addr
+		c.tcp = net.TCPAddr{IP: c.ip[:], Port: portOf(a.Port)}
+		return &c.tcp
 	case unix.AF_UNIX: // the TLS front's inner connections: the client is in their PROXY header
 		return &net.UnixAddr{Net: "unix"}
 	}
-	return &net.TCPAddr{}
+	return &c.tcp
 }
 
 // portOf converts a port in network byte order, as the kernel stores it.
@@ -203,10 +214,13 @@ func portOf(p uint16) int {
 }
 
 // acceptedConn is an accepted socket as netpoll takes it over (it reads
-// only Fd, LocalAddr and RemoteAddr, and does all I/O itself).
+// only Fd, LocalAddr and RemoteAddr, and does all I/O itself). A TCP
+// peer's address lives in it: one allocation per accept, not four.
 type acceptedConn struct {
 	fd           int
 	laddr, raddr net.Addr
+	tcp          net.TCPAddr // raddr of a TCP peer
+	ip           [16]byte    // tcp.IP
 }
 
 func (c *acceptedConn) Fd() int                            { return c.fd }

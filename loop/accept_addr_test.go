@@ -25,13 +25,14 @@ func TestAcceptAddresses(t *testing.T) {
 			t.Fatal(err)
 		}
 		var fd int
-		var raddr net.Addr
+		var rsa unix.RawSockaddrAny
 		var errno unix.Errno
 		for range 1000 {
-			if fd, raddr, errno = accept(sl.fd); errno != unix.EAGAIN {
+			if fd, errno = accept(sl.fd, &rsa); errno != unix.EAGAIN {
 				break
 			}
 		}
+		raddr := (&acceptedConn{}).peerAddr(&rsa)
 		if errno != 0 {
 			t.Fatalf("%s: accept: %v", network, errno)
 		}

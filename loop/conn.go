@@ -57,6 +57,7 @@ type clientConn struct {
 	// read; ipKey/ipHeld are its --max-conns-per-ip count, released by the
 	// close callback. Handler goroutine only, once netpoll has handed over.
 	clientIP netip.Addr
+	ipText   [46]byte // fwd.ClientIP's bytes (an address's longest text form fits)
 	proxy    uint8
 	frontID  uint64 // the TLS front's id of the connection (a TLS 1.3 one it can hand over); 0: none
 	ipHeld   bool
@@ -96,7 +97,7 @@ func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 	}
 	cc := &clientConn{conn: conn, acceptedAt: time.Now(), wheel: wheelLinks{slot: -1}}
 	ip := peerIP(conn.RemoteAddr())
-	cc.fwd = http1.Forward{ClientIP: []byte(ip.String()), Proto: "http", Trusted: s.trusted(ip)}
+	cc.fwd = http1.Forward{ClientIP: ip.AppendTo(cc.ipText[:0]), Proto: "http", Trusted: s.trusted(ip)}
 	s.open.Add(1)
 	s.m.accepted.Inc()
 	conn.AddCloseCallback(func(netpoll.Connection) error {
@@ -117,7 +118,19 @@ func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 	if !s.prepareEdge(cc, ip) { // edge.go: PROXY header to come, or --max-conns-per-ip now
 		refuse(conn)
 	}
-	return context.WithValue(context.Background(), ctxKey{}, cc)
+	return cc // the context netpoll hands to onRequest (below: Value)
+}
+
+// A clientConn is its connection's context in netpoll, a context carrying
+// only itself: no context.WithValue to allocate per connection.
+func (cc *clientConn) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (cc *clientConn) Done() <-chan struct{}       { return nil }
+func (cc *clientConn) Err() error                  { return nil }
+func (cc *clientConn) Value(key any) any {
+	if key == (ctxKey{}) {
+		return cc
+	}
+	return nil
 }
 
 func peerIP(a net.Addr) netip.Addr {

@@ -89,6 +89,6 @@ func (s *Server) readProxyHeader(cc *clientConn) bool {
 // setClient makes ip the connection's client address.
 func (cc *clientConn) setClient(ip netip.Addr, trusted bool) {
 	cc.clientIP = ip
-	cc.fwd.ClientIP = []byte(ip.String())
+	cc.fwd.ClientIP = ip.AppendTo(cc.ipText[:0])
 	cc.fwd.Trusted = trusted
 }

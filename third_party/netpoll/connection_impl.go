@@ -55,6 +55,7 @@ type connection struct {
 	state         connState   // Connection state should be changed sequentially.
 	pause         readPause   // wsgate patch (connection_pause.go)
 	deferred      deferredReg // wsgate patch (connection_deferred.go)
+	srv           *server     // wsgate patch (connection_allocs.go): the server whose map holds it; nil: none
 }
 
 var (
@@ -400,7 +401,7 @@ func (c *connection) init(conn Conn, opts *options) (err error) {
 
 	c.initNetFD(conn) // conn must be *netFD{}
 	c.initFDOperator()
-	c.initFinalizer()
+	// wsgate patch (connection_allocs.go): the finalizer runs after the close callbacks, not as one.
 
 	if nb, ok := conn.(nonblocking); !ok || !nb.Nonblocking() { // wsgate patch (connection_takefd.go): no fcntl for a socket made non-blocking by accept4
 		setNonblockRaw(c.fd) // wsgate patch: was syscall.SetNonblock(c.fd, true)
@@ -438,16 +439,13 @@ func (c *connection) initFDOperator() {
 	c.operator = op
 }
 
-func (c *connection) initFinalizer() {
-	c.AddCloseCallback(func(connection Connection) (err error) {
-		c.stop(flushing)
-		c.operator.Free()
-		if err = c.netFD.Close(); err != nil {
-			logger.Printf("NETPOLL: netFD close failed: %v", err)
-		}
-		c.closeBuffer()
-		return nil
-	})
+func (c *connection) finalize() { // wsgate patch (connection_allocs.go): was initFinalizer's close callback
+	c.stop(flushing)
+	c.operator.Free()
+	if err := c.netFD.Close(); err != nil {
+		logger.Printf("NETPOLL: netFD close failed: %v", err)
+	}
+	c.closeBuffer()
 }
 
 func (c *connection) triggerRead(err error) {

@@ -304,13 +304,12 @@ func (c *connection) closeCallback(needLock, needDetach bool) (err error) {
 			logger.Printf("NETPOLL: closeCallback[%v,%v] detach operator failed: %v", needLock, needDetach, err)
 		}
 	}
-	latest := c.closeCallbacks.Load()
-	if latest == nil {
-		return nil
+	if latest := c.closeCallbacks.Load(); latest != nil {
+		for callback := latest.(*callbackNode); callback != nil; callback = callback.pre {
+			callback.fn(c)
+		}
 	}
-	for callback := latest.(*callbackNode); callback != nil; callback = callback.pre {
-		callback.fn(c)
-	}
+	c.afterCloseCallbacks() // wsgate patch (connection_allocs.go)
 	return nil
 }
 

@@ -51,8 +51,8 @@ func (c *connection) onHup(p Poll) error {
 func (c *connection) onClose() error {
 	// user code close the connection
 	if c.closeBy(user) {
-		c.triggerRead(Exception(ErrConnClosed, "self close"))
-		c.triggerWrite(Exception(ErrConnClosed, "self close"))
+		c.triggerRead(errSelfClose)  // wsgate patch (connection_allocs.go): was Exception(ErrConnClosed, "self close")
+		c.triggerWrite(errSelfClose) // wsgate patch
 		// Detach from poller when processing finished, otherwise it will cause race
 		c.closeCallback(true, true)
 		return nil

@@ -168,10 +168,7 @@ func (s *server) onAccept(conn Conn) {
 		return
 	}
 	fd := conn.Fd()
-	nconn.AddCloseCallback(func(connection Connection) error {
-		s.connections.CompareAndDelete(fd, nconn) // wsgate patch (connection_takefd.go): the number may be another connection's by now
-		return nil
-	})
+	nconn.srv = s // wsgate patch (connection_allocs.go): its entry goes after the close callbacks, not in one
 	s.connections.Store(fd, nconn)
 
 	// trigger onConnect asynchronously
