@@ -44,7 +44,7 @@ func (w *idleWheel) tickOf(t time.Time) int64 { return int64(t.Sub(w.start) / w.
 
 // add enters c (idle) to be closed after d, unless it leaves first.
 func (w *idleWheel) add(c *clientConn, d time.Duration) {
-	due := w.tickOf(time.Now().Add(d)) + 1
+	due := int64((time.Since(w.start)+d)/w.tick) + 1 // tickOf(now+d) from the monotonic clock alone
 	w.mu.Lock()
 	w.unlinkLocked(c)
 	due = max(due, w.cur)

@@ -17,6 +17,7 @@ import (
 type Engine struct {
 	cfg          Config         // normalized; immutable
 	epoch        time.Time      // cfg.Now() at New; ticks count from here
+	realClock    bool           // cfg.Now is time.Now: sinceEpoch reads only the monotonic clock
 	timeoutTicks int64          // ceil(IdleTimeout/Tick); -1 when disabled
 	finTicks     int64          // ceil(FinTimeout/Tick); -1 when disabled
 	boundTicks   int64          // ceil(CloseBoundaryWait/Tick); -1: no wait
@@ -33,10 +34,22 @@ type Engine struct {
 	closeOnce sync.Once
 }
 
+// sinceEpoch is the engine's clock: the time since epoch. With the real
+// clock it is time.Since, which reads only the monotonic clock (time.Now
+// reads the wall clock too: 111 against 65 ns here, several times a
+// handshake).
+func (e *Engine) sinceEpoch() time.Duration {
+	if e.realClock {
+		return time.Since(e.epoch)
+	}
+	return e.cfg.Now().Sub(e.epoch)
+}
+
 // New starts an engine with cfg (zero value: defaults).
 func New(cfg Config) (*Engine, error) {
+	realClock := cfg.Now == nil
 	cfg = cfg.normalized()
-	e := &Engine{cfg: cfg, epoch: cfg.Now(), bufs: newBufPool(cfg.ReadSize), tlsBufs: newBufPool(tlsBufSize(cfg.ReadSize)), m: newEngineMetrics(), timeoutTicks: -1, finTicks: -1}
+	e := &Engine{cfg: cfg, epoch: cfg.Now(), realClock: realClock, bufs: newBufPool(cfg.ReadSize), tlsBufs: newBufPool(tlsBufSize(cfg.ReadSize)), m: newEngineMetrics(), timeoutTicks: -1, finTicks: -1}
 	if cfg.IdleTimeout > 0 {
 		e.timeoutTicks = int64((cfg.IdleTimeout + cfg.Tick - 1) / cfg.Tick)
 	}
@@ -140,7 +153,7 @@ func (e *Engine) enqueueAdd(c command) error {
 
 // enqueueAddOn hands c to loop l.
 func (e *Engine) enqueueAddOn(l *loop, c command) error {
-	c.start = int64(e.cfg.Now().Sub(e.epoch))
+	c.start = int64(e.sinceEpoch())
 	l.load.Add(1)
 	e.n.Add(1)
 	if !l.enqueue(c) {

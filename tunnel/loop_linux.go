@@ -65,10 +65,11 @@ type loop struct {
 	wheel  *wheel.Wheel
 	expire func(int32) // l.expireSlot, bound once so Advance does not allocate
 
-	nowTick       int64   // current tick, refreshed after every epoll_wait
-	scratch       *[]byte // read buffer not lent to any tunnel; nil when lent
-	pipes         []pipe  // empty pipes, at most maxPooledPipes
-	pipeRetryTick int64   // no pipe2 before this tick (after EMFILE and the like)
+	nowTick       int64         // current tick, refreshed after every epoll_wait
+	now           time.Duration // the time since Engine.epoch it was computed from
+	scratch       *[]byte       // read buffer not lent to any tunnel; nil when lent
+	pipes         []pipe        // empty pipes, at most maxPooledPipes
+	pipeRetryTick int64         // no pipe2 before this tick (after EMFILE and the like)
 	stopping      bool
 	stepFn        func(uintptr) bool // l.step, bound once so that a park allocates nothing
 	stopNow       bool               // step's batch says the loop stops
@@ -214,21 +215,35 @@ func (l *loop) stop() {
 }
 
 func (l *loop) updateNow() {
-	l.nowTick = int64(l.e.cfg.Now().Sub(l.e.epoch) / l.e.cfg.Tick)
+	l.now = l.e.sinceEpoch()
+	l.nowTick = int64(l.now / l.e.cfg.Tick)
 }
 
 // waitFor is how long to wait for events: until the next tick while the
-// wheel holds anything, else forever (-1).
+// wheel holds anything, else forever (-1). It counts from the clock read
+// at the last batch: at most that batch's time late.
 func (l *loop) waitFor() time.Duration {
 	if l.wheel.Len() == 0 && len(l.tlsWarm) == 0 {
 		return -1
 	}
 	next := time.Duration(l.nowTick+1) * l.e.cfg.Tick
-	wait := next - l.e.cfg.Now().Sub(l.e.epoch)
+	wait := next - l.now
 	if wait <= 0 {
 		return 0
 	}
 	return (wait + time.Millisecond - 1) / time.Millisecond * time.Millisecond
+}
+
+// deadline is the time wait after the clock read at the last batch (zero
+// for wait < 0: none). With the real clock it costs no clock read.
+func (l *loop) deadline(wait time.Duration) time.Time {
+	switch {
+	case wait < 0:
+		return time.Time{}
+	case l.e.realClock:
+		return l.e.epoch.Add(l.now + wait)
+	}
+	return time.Now().Add(wait) // a test's clock: the park still waits in real time
 }
 
 // run is the loop goroutine. It waits for events parked on Go's netpoller
@@ -290,7 +305,7 @@ func (l *loop) cycle() (stop bool) {
 	}
 	// The deadline is set before the queue is checked: a command queued
 	// from here on finds the loop parked and moves the deadline after it.
-	p.setDeadline(wait)
+	p.setDeadline(l.deadline(wait))
 	l.mu.Lock()
 	if len(l.queue) > 0 || l.closed {
 		l.mu.Unlock()

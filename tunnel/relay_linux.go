@@ -450,7 +450,7 @@ func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
 		Err:             err,
 		ClientToBackend: t.dir[SideClient].written,
 		BackendToClient: t.dir[SideBackend].written,
-		Duration:        l.e.cfg.Now().Sub(l.e.epoch) - time.Duration(t.start),
+		Duration:        l.now - time.Duration(t.start),
 		CloseCode:       code,
 	}
 	if t.closing != 0 {

@@ -68,14 +68,10 @@ func (p *poller) wait(epfd int, events []unix.EpollEvent, wait time.Duration) (n
 	return unix.EpollWait(epfd, events, msec)
 }
 
-// setDeadline sets the read deadline a park waits until: wait from now, or
-// none when wait < 0. The timer changes only when the deadline moved by
-// more than a millisecond (about once a tick), or after an interrupt.
-func (p *poller) setDeadline(wait time.Duration) {
-	var dl time.Time
-	if wait > 0 {
-		dl = time.Now().Add(wait)
-	}
+// setDeadline sets the read deadline a park waits until (zero: none). The
+// timer changes only when the deadline moved by more than a millisecond
+// (about once a tick), or after an interrupt.
+func (p *poller) setDeadline(dl time.Time) {
 	if d := dl.Sub(p.deadline); p.interrupted || dl.IsZero() != p.deadline.IsZero() || d > time.Millisecond || d < -time.Millisecond {
 		p.f.SetReadDeadline(dl)
 		p.deadline = dl
