@@ -170,3 +170,100 @@ func waitRDHUP(t *testing.T, fd int) {
 	}
 	t.Fatal("no FIN at the proxy's socket")
 }
+
+// The backend's close frame and FIN and, behind them, a Pong from the
+// client (legal after its close frame) reach the proxy while its loop is
+// busy, so the next batch has both events, the backend's first. The
+// tunnel must not close the client's socket with the Pong unread (a
+// reset, which can cost the client the close frame queued toward it): it
+// half-closes, the client reads the close frame and a clean EOF, and the
+// Pong still reaches the backend.
+func TestClosingHandshakeUnreadInputInSameBatch(t *testing.T) {
+	e := newEngine(t, Config{Loops: 1, IdleTimeout: time.Hour, FinTimeout: time.Hour})
+	r := newRig(t)
+	p, cfd, bfd := r.conns(t)
+	t.Cleanup(p.close)
+	if err := e.Add(cfd, bfd, nil, nil, p.done); err != nil {
+		t.Fatal(err)
+	}
+	p.client.SetDeadline(time.Now().Add(5 * time.Second))
+	p.backend.SetDeadline(time.Now().Add(5 * time.Second))
+	clientClose := wsFrame(true, 0x8, []byte{0x03, 0xe8}, true)
+	p.client.Write(clientClose)
+	if _, err := io.ReadFull(p.backend, make([]byte, len(clientClose))); err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	go e.run(func(*loop) { close(entered); <-release })
+	<-entered
+	backClose := wsFrame(true, 0x8, []byte{0x03, 0xe8}, false)
+	p.backend.Write(backClose)
+	p.backend.CloseWrite()
+	waitRDHUP(t, bfd)
+	pong := wsFrame(true, 0xA, nil, true)
+	p.client.Write(pong)
+	waitInput(t, cfd)
+	close(release)
+
+	got, err := io.ReadAll(p.client)
+	if err != nil || string(got) != string(backClose) {
+		t.Fatalf("client read %q, %v; want the close frame, then a clean EOF", got, err)
+	}
+	if _, err := io.ReadFull(p.backend, make([]byte, len(pong))); err != nil {
+		t.Fatalf("the Pong did not reach the backend: %v", err)
+	}
+	p.client.CloseWrite()
+	if st := p.wait(t, 5*time.Second); st.Reason != BackendClosed {
+		t.Fatalf("reason %v, want backend_closed", st.Reason)
+	}
+}
+
+// waitInput waits until fd has input to read.
+func waitInput(t *testing.T, fd int) {
+	t.Helper()
+	for range 500 {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, _ := unix.Poll(pfd, 10); n == 1 {
+			return
+		}
+	}
+	t.Fatal("no input at the proxy's socket")
+}
+
+// A closing handshake after bulk frames that went through splice(2): the
+// frame tracker still sees both close frames at their boundaries (the
+// spliced payloads are counted, the headers read through buffers), so the
+// backend's FIN still ends the tunnel; the bulk arrives whole both ways.
+func TestClosingHandshakeAfterSplicedFrames(t *testing.T) {
+	e := newEngine(t, Config{IdleTimeout: time.Hour, FinTimeout: time.Hour})
+	p := newRig(t).newPair(t, e, nil, nil)
+	p.client.SetDeadline(time.Now().Add(10 * time.Second))
+	p.backend.SetDeadline(time.Now().Add(10 * time.Second))
+	bulk := make([]byte, 1<<20)
+	pattern(bulk, 0)
+	fromClient := append(wsFrame(true, 0x2, bulk, true), wsFrame(true, 0x8, []byte{0x03, 0xe8}, true)...)
+	fromBack := append(wsFrame(true, 0x2, bulk, false), wsFrame(true, 0x8, []byte{0x03, 0xe8}, false)...)
+	errc := make(chan error, 1)
+	go func() { _, err := p.client.Write(fromClient); errc <- err }()
+	got := make([]byte, len(fromClient))
+	if _, err := io.ReadFull(p.backend, got); err != nil || string(got) != string(fromClient) {
+		t.Fatalf("backend read %d bytes (%v), not the client's frames", len(got), err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, err := p.backend.Write(fromBack); p.backend.CloseWrite(); errc <- err }()
+	all, err := io.ReadAll(p.client)
+	if err != nil || string(all) != string(fromBack) {
+		t.Fatalf("client read %d bytes, %v; want the backend's frames, then EOF", len(all), err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if st := p.wait(t, 5*time.Second); st.Reason != BackendClosed {
+		t.Fatalf("reason %v, want backend_closed", st.Reason)
+	}
+	if st := e.m.spliceBytes.Get(); st == 0 {
+		t.Fatal("nothing went through splice: the test did not test that")
+	}
+}

@@ -290,11 +290,14 @@ func (l *loop) passFin(t *tunnel, idx int32, src int) bool {
 // server's FIN: passing it on and waiting for the other peer's FIN costs
 // a shutdown(2), a read and, on a quiet loop, a wake-up per connection
 // (the common end of a WebSocket: client's close, server's close and
-// FIN). Only when nothing is known to wait unread on dst: closing a
-// socket with unread input sends a reset, which would also drop what is
-// still queued toward that peer (our close frame), and a control frame
-// after a close frame (a Pong to a Ping that crossed it) is no protocol
-// error; such a side is shut down and read to its end as before.
+// FIN). Only when nothing waits unread on dst: closing a socket with
+// unread input sends a reset, which would also drop what is still queued
+// toward that peer (our close frame), and a control frame after a close
+// frame (a Pong to a Ping that crossed it) is no protocol error; such a
+// side is shut down and read to its end as before. The flags know only
+// the events handled so far (dst's may come later in the same batch), so
+// unless dst's input was read to its end, the kernel is asked (SIOCINQ:
+// one ioctl, where the half-close costs a shutdown, a read and a wake-up).
 // Untracked streams (not WebSocket framing) and TLS tunnels (close_notify)
 // keep the half-close.
 func closingHandshakeDone(t *tunnel, dst int) bool {
@@ -304,6 +307,12 @@ func closingHandshakeDone(t *tunnel, dst int) bool {
 	for s := range t.dir {
 		d := &t.dir[s]
 		if d.st&wsCloseSeen == 0 || !d.boundary() || d.held() != 0 {
+			return false
+		}
+	}
+	if t.dir[dst].flags&dirEOF == 0 && t.sflags[dst]&sideAtFIN == 0 {
+		if n, err := rawsys.Inq(int(t.fd[dst])); err != nil || n > 0 {
+			t.sflags[dst] |= sideReadable // read by dst's own event (this batch's, or the next)
 			return false
 		}
 	}

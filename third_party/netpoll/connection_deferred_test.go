@@ -294,3 +294,55 @@ func TestDeferredRegisterCloseRace(t *testing.T) {
 		t.Fatalf("netpoll logged: %s", logged.String())
 	}
 }
+
+// A registration that fails (here: epoll refuses a regular file, EPERM)
+// closes the connection when readFirst needed it, and fails the read that
+// waited for it, at once: without either the connection would stay open
+// and never polled, its reader waiting out its deadline.
+func TestDeferredRegisterFailure(t *testing.T) {
+	var logged bytes.Buffer
+	SetLoggerOutput(&logged)
+	defer SetLoggerOutput(os.Stderr)
+	open := func() (*connection, int) {
+		f, err := os.CreateTemp(t.TempDir(), "reg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd, err := syscall.Dup(int(f.Fd()))
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &connection{}
+		opts := &options{deferRegister: true, onRequest: func(context.Context, Connection) error {
+			t.Error("the handler ran on nothing")
+			return nil
+		}}
+		if err := c.init(&netFD{fd: fd}, opts); err != nil {
+			t.Fatal(err)
+		}
+		if !c.deferred.pending.Load() {
+			t.Fatal("not deferred")
+		}
+		return c, fd
+	}
+
+	c, fd := open()
+	c.readFirst() // reads nothing (an empty file), so it must register: refused
+	if c.IsActive() {
+		t.Error("readFirst: the connection stays open after its registration failed")
+	}
+	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0); e == 0 {
+		t.Error("readFirst: the fd stays open after its registration failed")
+	}
+
+	c, _ = open()
+	c.SetReadTimeout(5 * time.Second)
+	if _, err := c.Reader().Next(1); err == nil || errors.Is(err, ErrReadTimeout) {
+		t.Errorf("Next on a connection that cannot be registered: %v; want the registration's error, not the deadline's", err)
+	}
+	c.Close()
+	if !bytes.Contains(logged.Bytes(), []byte("register failed")) {
+		t.Errorf("nothing logged: %q", logged.String())
+	}
+}

@@ -53,6 +53,17 @@ func Nodelay(fd int) {
 		uintptr(unsafe.Pointer(&one)), 4, 0)
 }
 
+// Inq returns how many bytes wait unread in a TCP socket's receive queue
+// (ioctl SIOCINQ).
+func Inq(fd int) (int, error) {
+	var v int32
+	_, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCINQ, uintptr(unsafe.Pointer(&v)))
+	if e != 0 {
+		return 0, Err(e)
+	}
+	return int(v), nil
+}
+
 // SoError reads and clears the socket's pending error (SO_ERROR).
 func SoError(fd int) (int, error) {
 	var v int32
