@@ -3,6 +3,7 @@ package tunnel
 import (
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,9 +112,10 @@ func TestClosingHandshakeEndsAtFirstFIN(t *testing.T) {
 func TestFinWithLastBytesCostsNoRead(t *testing.T) {
 	e := newEngine(t, Config{IdleTimeout: time.Hour, FinTimeout: time.Hour})
 	r := newRig(t)
-	eofReads := func() (n int64) {
-		e.run(func(l *loop) { n += l.eofReads })
-		return n
+	eofReads := func() int64 {
+		var n atomic.Int64 // the loops run fn at once
+		e.run(func(l *loop) { n.Add(l.eofReads) })
+		return n.Load()
 	}
 	for _, together := range []bool{true, false} {
 		p, cfd, bfd := r.conns(t)

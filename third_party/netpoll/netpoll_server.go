@@ -163,13 +163,16 @@ func (s *server) OnHup(p Poll) error {
 func (s *server) onAccept(conn Conn) {
 	// store & register connection
 	nconn := new(connection)
+	nconn.srv = s // wsgate patch (connection_allocs.go): its entry goes after the close callbacks, not in one; set before anyone can close it
 	nconn.init(conn, s.opts)
 	if !nconn.IsActive() {
 		return
 	}
 	fd := conn.Fd()
-	nconn.srv = s // wsgate patch (connection_allocs.go): its entry goes after the close callbacks, not in one
 	s.connections.Store(fd, nconn)
+	if !nconn.IsActive() { // wsgate patch: closed meanwhile, perhaps before the entry was there to remove
+		s.connections.CompareAndDelete(fd, nconn)
+	}
 
 	// trigger onConnect asynchronously
 	nconn.onConnect()
