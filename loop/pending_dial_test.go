@@ -238,3 +238,66 @@ func TestDialPendingStillConnecting(t *testing.T) {
 		t.Fatalf("backend received %q, want the head once", b)
 	}
 }
+
+// A head too big for the socket's buffers goes partly with the connect:
+// sent says how much, the exchange sends the rest (roundTrip with the
+// remainder), and the backend receives every byte once, in order. The
+// backend reads only after dialPending returned, so the send cannot take
+// 8 MiB at once.
+func TestDialPendingPartialSend(t *testing.T) {
+	e := testEngine(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	head := make([]byte, 8<<20)
+	for i := range head {
+		head[i] = byte(i*7 + i>>10)
+	}
+	start := make(chan struct{})
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		<-start
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		b := make([]byte, len(head))
+		if _, err := io.ReadFull(c, b); err != nil {
+			got <- nil
+			return
+		}
+		c.Write([]byte("answer"))
+		rest, _ := io.ReadAll(c)
+		got <- append(b, rest...)
+	}()
+	ap := netip.MustParseAddrPort(ln.Addr().String())
+	ps, err := dialPending(e, ap, ln.Addr().String(), time.Second, head)
+	close(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps.sent <= 0 || ps.sent >= len(head) {
+		ps.Close()
+		t.Fatalf("sent %d of %d bytes with the connect; the test needs a partial send", ps.sent, len(head))
+	}
+	uc, err := newUpConn(ps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc.c.SetDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 64)
+	n, serr, err := uc.roundTrip(head[uc.headSent():], buf)
+	if serr != nil || err != nil || string(buf[:n]) != "answer" {
+		t.Fatalf("roundTrip of the rest: %q, send %v, read %v", buf[:n], serr, err)
+	}
+	uc.c.Close()
+	b := <-got
+	if len(b) != len(head) || string(b) != string(head) {
+		t.Fatalf("backend received %d bytes (want the %d-byte head once, intact)", len(b), len(head))
+	}
+}
