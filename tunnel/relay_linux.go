@@ -229,7 +229,12 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 				// The FIN had come before this read, and TCP queues it
 				// after every byte sent before it: a short read took them
 				// all (and the FIN), so EOF is next. Saves the read of 0
-				// that ends most tunnels (a close frame, then FIN).
+				// that ends most tunnels (a close frame, then FIN);
+				// HAProxy's raw_sock does the same (a short read with
+				// POLL_HUP seen goes to read0). Only TCP urgent data
+				// (MSG_OOB) also stops a read short; no WebSocket or HTTP
+				// peer sends it, and one that did would lose its own bytes
+				// past the mark.
 				t.sflags[src] |= sideAtFIN
 			}
 		}
