@@ -232,9 +232,11 @@ func (l *loop) pump(t *tunnel, idx int32, src int) bool {
 				// that ends most tunnels (a close frame, then FIN);
 				// HAProxy's raw_sock does the same (a short read with
 				// POLL_HUP seen goes to read0). Only TCP urgent data
-				// (MSG_OOB) also stops a read short; no WebSocket or HTTP
-				// peer sends it, and one that did would lose its own bytes
-				// past the mark.
+				// (MSG_OOB) also stops a read short, at its mark; no
+				// WebSocket or HTTP peer sends it, and one that sent it
+				// with its last bytes would have those past the mark
+				// dropped (its FIN passed on first, its socket reset at
+				// the close), nothing of anyone else's.
 				t.sflags[src] |= sideAtFIN
 			}
 		}
@@ -303,6 +305,8 @@ func (l *loop) passFin(t *tunnel, idx int32, src int) bool {
 // the events handled so far (dst's may come later in the same batch), so
 // unless dst's input was read to its end, the kernel is asked (SIOCINQ:
 // one ioctl, where the half-close costs a shutdown, a read and a wake-up).
+// Input that arrives after the close still draws a reset, as behind any
+// proxy that closes a connection whose peer is still sending.
 // Untracked streams (not WebSocket framing) and TLS tunnels (close_notify)
 // keep the half-close.
 func closingHandshakeDone(t *tunnel, dst int) bool {
@@ -315,7 +319,7 @@ func closingHandshakeDone(t *tunnel, dst int) bool {
 			return false
 		}
 	}
-	if t.dir[dst].flags&dirEOF == 0 && t.sflags[dst]&sideAtFIN == 0 {
+	if t.dir[dst].flags&dirEOF == 0 {
 		if n, err := rawsys.Inq(int(t.fd[dst])); err != nil || n > 0 {
 			t.sflags[dst] |= sideReadable // read by dst's own event (this batch's, or the next)
 			return false
@@ -464,7 +468,7 @@ func (l *loop) close(t *tunnel, idx int32, r Reason, err error) {
 		Err:             err,
 		ClientToBackend: t.dir[SideClient].written,
 		BackendToClient: t.dir[SideBackend].written,
-		Duration:        l.now - time.Duration(t.start),
+		Duration:        max(l.now-time.Duration(t.start), 0), // start may be later than the batch's clock reading (an Add queued during the batch)
 		CloseCode:       code,
 	}
 	if t.closing != 0 {

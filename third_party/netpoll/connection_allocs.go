@@ -3,12 +3,15 @@
 //
 // Upstream registers two close callbacks of its own on every accepted
 // connection, each a closure and a list node: the finalizer (connection
-// init) and the removal from the server's map (server onAccept). Both only
-// ever ran last, after every callback the user added (the list runs newest
-// first), so here they are called directly after the list, in the same
-// order: the map entry, then the finalizer. A connection's Close also made
-// two errors for its waiters, the same each time; here it is one value.
-// Four allocations fewer per connection, and two more per Close.
+// init), which as the oldest always ran last, and the removal from the
+// server's map (server onAccept, after init), which ran after the
+// callbacks added later and before those added in OnPrepare. Here both
+// are called directly after the list: the map entry, then the finalizer.
+// The one difference: while OnPrepare's callbacks run, the connection is
+// still in the map, so a graceful shutdown that looks then counts it as
+// busy for one more round. A connection's Close also made two errors for
+// its waiters, the same each time; here it is one value. Four allocations
+// fewer per connection, and two more per Close.
 
 package netpoll
 
