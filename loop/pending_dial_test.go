@@ -33,6 +33,46 @@ func testEngine(t *testing.T) *tunnel.Engine {
 	return e
 }
 
+// answerHead is the backend of these tests: on c it reads n bytes (the
+// head), answers "answer", reads until the proxy's side closes, and sends
+// all it read on got (nil on an error).
+func answerHead(c net.Conn, n int, got chan<- []byte) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	head := make([]byte, n)
+	if _, err := io.ReadFull(c, head); err != nil {
+		got <- nil
+		return
+	}
+	c.Write([]byte("answer"))
+	rest, _ := io.ReadAll(c)
+	got <- append(head, rest...)
+}
+
+// finishHead sends what dialPending did not send of head through the
+// exchange's roundTrip, reads the answer, closes, and checks that the
+// backend received head exactly once.
+func finishHead(t *testing.T, ps *pendSock, head []byte, got <-chan []byte) {
+	t.Helper()
+	uc, err := newUpConn(ps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uc.headSent() != ps.sent {
+		t.Fatalf("headSent %d, but dialPending sent %d", uc.headSent(), ps.sent)
+	}
+	uc.c.SetDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 64)
+	n, serr, err := uc.roundTrip(head[uc.headSent():], buf)
+	if serr != nil || err != nil || string(buf[:n]) != "answer" {
+		t.Fatalf("roundTrip of the rest: %q, send %v, read %v", buf[:n], serr, err)
+	}
+	uc.c.Close()
+	if b := <-got; string(b) != string(head) {
+		t.Fatalf("backend received %d bytes, want the %d-byte head once, intact", len(b), len(head))
+	}
+}
+
 // A connected socket takes the head with the connect: the pendSock says
 // all of it went, so the exchange sends nothing more (roundTrip with an
 // empty req only waits for the answer), and the backend receives the
@@ -54,16 +94,7 @@ func TestDialPendingSendsHead(t *testing.T) {
 				got <- nil
 				return
 			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			head := make([]byte, len(testHead))
-			if _, err := io.ReadFull(c, head); err != nil {
-				got <- nil
-				return
-			}
-			c.Write([]byte("answer"))
-			rest, _ := io.ReadAll(c) // until the proxy's side closes
-			got <- append(head, rest...)
+			answerHead(c, len(testHead), got)
 		}()
 		ap := netip.MustParseAddrPort(ln.Addr().String())
 		ps, err := dialPending(e, ap, ln.Addr().String(), time.Second, testHead)
@@ -74,23 +105,7 @@ func TestDialPendingSendsHead(t *testing.T) {
 			ps.Close()
 			t.Fatalf("%s: sent %d bytes of the %d-byte head with the connect", ap, ps.sent, len(testHead))
 		}
-		uc, err := newUpConn(ps, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if uc.headSent() != len(testHead) {
-			t.Fatalf("%s: headSent %d, want %d", ap, uc.headSent(), len(testHead))
-		}
-		uc.c.SetDeadline(time.Now().Add(10 * time.Second))
-		buf := make([]byte, 64)
-		n, serr, err := uc.roundTrip(testHead[uc.headSent():], buf)
-		if serr != nil || err != nil || string(buf[:n]) != "answer" {
-			t.Fatalf("%s: roundTrip after the early send: %q, send %v, read %v", ap, buf[:n], serr, err)
-		}
-		uc.c.Close()
-		if b := <-got; string(b) != string(testHead) {
-			t.Fatalf("%s: backend received %q, want the head once", ap, b)
-		}
+		finishHead(t, ps, testHead, got)
 	}
 }
 
@@ -212,31 +227,8 @@ func TestDialPendingStillConnecting(t *testing.T) {
 	}
 	defer c.Close()
 	got := make(chan []byte, 1)
-	go func() {
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		head := make([]byte, len(testHead))
-		if _, err := io.ReadFull(c, head); err != nil {
-			got <- nil
-			return
-		}
-		c.Write([]byte("answer"))
-		rest, _ := io.ReadAll(c)
-		got <- append(head, rest...)
-	}()
-	uc, err := newUpConn(ps, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uc.c.SetDeadline(time.Now().Add(10 * time.Second))
-	buf := make([]byte, 64)
-	n, serr, err := uc.roundTrip(testHead[uc.headSent():], buf)
-	if serr != nil || err != nil || string(buf[:n]) != "answer" {
-		t.Fatalf("roundTrip: %q, send %v, read %v", buf[:n], serr, err)
-	}
-	uc.c.Close()
-	if b := <-got; string(b) != string(testHead) {
-		t.Fatalf("backend received %q, want the head once", b)
-	}
+	go answerHead(c, len(testHead), got)
+	finishHead(t, ps, testHead, got)
 }
 
 // A head too big for the socket's buffers goes partly with the connect:
@@ -263,17 +255,8 @@ func TestDialPendingPartialSend(t *testing.T) {
 			got <- nil
 			return
 		}
-		defer c.Close()
 		<-start
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		b := make([]byte, len(head))
-		if _, err := io.ReadFull(c, b); err != nil {
-			got <- nil
-			return
-		}
-		c.Write([]byte("answer"))
-		rest, _ := io.ReadAll(c)
-		got <- append(b, rest...)
+		answerHead(c, len(head), got)
 	}()
 	ap := netip.MustParseAddrPort(ln.Addr().String())
 	ps, err := dialPending(e, ap, ln.Addr().String(), time.Second, head)
@@ -285,19 +268,5 @@ func TestDialPendingPartialSend(t *testing.T) {
 		ps.Close()
 		t.Fatalf("sent %d of %d bytes with the connect; the test needs a partial send", ps.sent, len(head))
 	}
-	uc, err := newUpConn(ps, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uc.c.SetDeadline(time.Now().Add(20 * time.Second))
-	buf := make([]byte, 64)
-	n, serr, err := uc.roundTrip(head[uc.headSent():], buf)
-	if serr != nil || err != nil || string(buf[:n]) != "answer" {
-		t.Fatalf("roundTrip of the rest: %q, send %v, read %v", buf[:n], serr, err)
-	}
-	uc.c.Close()
-	b := <-got
-	if len(b) != len(head) || string(b) != string(head) {
-		t.Fatalf("backend received %d bytes (want the %d-byte head once, intact)", len(b), len(head))
-	}
+	finishHead(t, ps, head, got)
 }

@@ -128,7 +128,7 @@ func TestFinWithLastBytesCostsNoRead(t *testing.T) {
 			// tunnel starts: its first event carries both.
 			p.backend.Write(msg)
 			p.backend.CloseWrite()
-			waitRDHUP(t, bfd)
+			waitPoll(t, bfd, unix.POLLRDHUP)
 		}
 		if err := e.Add(cfd, bfd, nil, nil, p.done); err != nil {
 			t.Fatal(err)
@@ -161,16 +161,17 @@ func TestFinWithLastBytesCostsNoRead(t *testing.T) {
 	}
 }
 
-// waitRDHUP waits until fd has seen its peer's FIN.
-func waitRDHUP(t *testing.T, fd int) {
+// waitPoll waits until fd reports one of events (poll(2): POLLRDHUP, its
+// peer's FIN; POLLIN, input).
+func waitPoll(t *testing.T, fd int, events int16) {
 	t.Helper()
 	for range 500 {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
-		if n, _ := unix.Poll(pfd, 10); n == 1 && pfd[0].Revents&unix.POLLRDHUP != 0 {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+		if n, _ := unix.Poll(pfd, 10); n == 1 && pfd[0].Revents&events != 0 {
 			return
 		}
 	}
-	t.Fatal("no FIN at the proxy's socket")
+	t.Fatalf("poll events %#x never came on the proxy's socket", events)
 }
 
 // The backend's close frame and FIN and, behind them, a Pong from the
@@ -201,10 +202,10 @@ func TestClosingHandshakeUnreadInputInSameBatch(t *testing.T) {
 	backClose := wsFrame(true, 0x8, []byte{0x03, 0xe8}, false)
 	p.backend.Write(backClose)
 	p.backend.CloseWrite()
-	waitRDHUP(t, bfd)
+	waitPoll(t, bfd, unix.POLLRDHUP)
 	pong := wsFrame(true, 0xA, nil, true)
 	p.client.Write(pong)
-	waitInput(t, cfd)
+	waitPoll(t, cfd, unix.POLLIN)
 	close(release)
 
 	got, err := io.ReadAll(p.client)
@@ -218,18 +219,6 @@ func TestClosingHandshakeUnreadInputInSameBatch(t *testing.T) {
 	if st := p.wait(t, 5*time.Second); st.Reason != BackendClosed {
 		t.Fatalf("reason %v, want backend_closed", st.Reason)
 	}
-}
-
-// waitInput waits until fd has input to read.
-func waitInput(t *testing.T, fd int) {
-	t.Helper()
-	for range 500 {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if n, _ := unix.Poll(pfd, 10); n == 1 {
-			return
-		}
-	}
-	t.Fatal("no input at the proxy's socket")
 }
 
 // A closing handshake after bulk frames that went through splice(2): the
