@@ -18,6 +18,7 @@ type fleet struct {
 	closeIn time.Duration            // how long a close takes
 	moves   []timedMove              // every Move Plan returned
 	noBack  bool                     // closed clients do not reconnect
+	back    func() *Backend          // where a closed client reconnects; nil: Pick (least connections)
 }
 
 type timedMove struct {
@@ -82,7 +83,13 @@ func (f *fleet) step(d time.Duration) []Move {
 		f.closing[b] = ends
 		for range n {
 			b.TunnelEnded()
-			if !f.noBack {
+			switch {
+			case f.noBack:
+			case f.back != nil:
+				nb := f.back()
+				nb.acquire()
+				nb.TunnelStarted()
+			default:
 				nb := f.p.Pick(nil)
 				nb.TunnelStarted()
 			}
@@ -460,11 +467,103 @@ func TestRebalanceOneOffPass(t *testing.T) {
 	if !rb.PassStart().IsZero() {
 		t.Error("one-off pass still running")
 	}
+	// Once a plan after the cooldown has found the pool within the band,
+	// the one-off pass has no follow-up left (TestRebalanceOneOffFollowUp).
+	f.run(RebalanceCooldown)
 	openTunnels(bs["a:1"], 1000)
 	n := f.moved()
 	f.run(5 * time.Second)
 	if f.moved() != n {
 		t.Errorf("%d moves after the one-off pass ended, standing policy off", f.moved()-n)
+	}
+}
+
+// A one-off pass whose moved clients partly went back to the old nodes
+// (least connections misled while they reconnected) is followed by a pass
+// of its own, after the cooldown and the settle pause, at the one-off's
+// rate; once the pool is within the band, nothing more runs, and a later
+// imbalance waits for a new POST /rebalance.
+func TestRebalanceOneOffFollowUp(t *testing.T) {
+	bl, clk, logs := testBalancer(t, Config{}, "a:1", "b:1")
+	p := bl.Pool("")
+	bs := byAddr(p)
+	openTunnels(bs["a:1"], 1500)
+	openTunnels(bs["b:1"], 1500)
+	if err := bl.Update(mustBackends(t, "a:1", "b:1", "c:1")); err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := bs["a:1"], bs["b:1"], p.Lookup("c:1")
+	rb := p.Rebalancer()
+	f := newFleet(t, p, clk)
+	i := 0
+	f.back = func() *Backend { // one reconnect in 8 back to an old node, as seen with Socket.IO clients under load
+		i++
+		switch {
+		case i%16 == 0:
+			return a
+		case i%8 == 0:
+			return b
+		}
+		return c
+	}
+	if err := rb.StartPass(clk.Now(), 200); err != nil {
+		t.Fatal(err)
+	}
+	f.run(8 * time.Second)
+	if got := tunnelsOf(p); got[2] > 900 || got[0] < 1050 {
+		t.Fatalf("after the one-off pass: %v, want c below the band (the misrouted reconnects)", got)
+	}
+	if started, _ := rb.Passes(); started != 1 {
+		t.Fatalf("%d passes during the one-off", started)
+	}
+	first := f.moved()
+	f.back = nil // the clients of the follow-up find their way
+	f.run(RebalanceCooldown + RebalanceSettle + 5*time.Second)
+	if started, _ := rb.Passes(); started != 2 {
+		t.Errorf("%d passes, want the one-off and one follow-up", started)
+	}
+	if logs.count("a follow-up") != 1 {
+		t.Errorf("want one follow-up logged, got %v", logs.lines)
+	}
+	for i, n := range tunnelsOf(p) {
+		if n < 1000-4 || n > 1000+2 {
+			t.Errorf("backend %d: %d tunnels after the follow-up, want 1000 (+2, -4) (all: %v)", i, n, tunnelsOf(p))
+		}
+	}
+	if n := f.moved() - first; n < 100 || n > 140 {
+		t.Errorf("the follow-up moved %d, want the misrouted ~125", n)
+	}
+	f.checkRate(200)
+	// Balanced after the cooldown: the follow-ups are gone.
+	f.run(RebalanceCooldown + time.Second)
+	openTunnels(a, 600)
+	n := f.moved()
+	f.run(30 * time.Second)
+	if f.moved() != n {
+		t.Errorf("%d moves for a later imbalance, with the one-off's follow-ups spent and the standing policy off", f.moved()-n)
+	}
+}
+
+// However the clients come back, a one-off pass has at most
+// RebalanceFollowUps follow-ups.
+func TestRebalanceOneOffFollowUpsBounded(t *testing.T) {
+	bl, clk, _ := testBalancer(t, Config{}, "a:1", "b:1", "c:1")
+	p := bl.Pool("")
+	bs := byAddr(p)
+	openTunnels(bs["a:1"], 2000)
+	openTunnels(bs["b:1"], 1000)
+	rb := p.Rebalancer()
+	f := newFleet(t, p, clk)
+	f.back = func() *Backend { return bs["a:1"] } // every moved client returns to a
+	if err := rb.StartPass(clk.Now(), 500); err != nil {
+		t.Fatal(err)
+	}
+	f.run(2 * time.Minute)
+	if started, _ := rb.Passes(); started != 1+RebalanceFollowUps {
+		t.Errorf("%d passes, want the one-off and %d follow-ups", started, RebalanceFollowUps)
+	}
+	if want := (1 + RebalanceFollowUps) * 1000; f.moved() != want {
+		t.Errorf("%d moves, want %d (each pass its excess of 1000)", f.moved(), want)
 	}
 }
 

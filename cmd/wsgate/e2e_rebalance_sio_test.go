@@ -162,6 +162,25 @@ func testRebalanceSIO(t *testing.T, transports string, standing bool) {
 		cl.logOdd()
 		t.Fatalf("the clients were not all connected again 60 s after the balance: %+v", tk)
 	}
+	// Reconnecting clients are routed by least connections on counts that
+	// are off while they come back (a client mid-upgrade holds a long-poll
+	// and a WebSocket on its node). Where some went back to the old nodes,
+	// the one-off pass's follow-up (balancer.RebalanceFollowUps) moves them
+	// after RebalanceCooldown and RebalanceSettle: seen once in CI with the
+	// machine loaded, 1,081/1,079/840 after the pass. So: balanced with
+	// every session on a node within 30 s of every client being back, and
+	// still so 3 s later.
+	backAt := time.Now()
+	settled := func() bool {
+		st = rbsioStats(t, nodes)
+		return st[0].Connected+st[1].Connected+st[2].Connected == n && balanced(st)
+	}
+	for !settled() && time.Since(backAt) < 30*time.Second {
+		time.Sleep(250 * time.Millisecond)
+	}
+	if time.Since(backAt) > time.Second {
+		t.Logf("balanced again %v after every client was back (a follow-up pass: %v)", time.Since(backAt).Round(100*time.Millisecond), g.metric(t, `wsgate_rebalance_passes_total{pool="default"}`) > 1)
+	}
 	time.Sleep(3 * time.Second)
 	st = rbsioStats(t, nodes)
 	t.Logf("all %d back %v after the SIGHUP; 3 s later sessions a %d, b %d, c %d", n, time.Since(hupAt).Round(100*time.Millisecond), st[0].Connected, st[1].Connected, st[2].Connected)
@@ -170,6 +189,10 @@ func testRebalanceSIO(t *testing.T, transports string, standing bool) {
 	}
 	if !balanced(st) {
 		t.Errorf("once every client was back: a %d, b %d, c %d sessions, want each %d ± 15%%", st[0].Connected, st[1].Connected, st[2].Connected, fair)
+	}
+	if tk, ok = cl.waitTick(60*time.Second, all); !ok {
+		cl.logOdd()
+		t.Fatalf("the clients were not all connected at the end: %+v", tk)
 	}
 
 	fin := cl.stop()
