@@ -239,3 +239,54 @@ func TestUpgradeHeadLargerThanSocketBuffers(t *testing.T) {
 		t.Fatalf("status %d after %v, want 101", resp.StatusCode, time.Since(start))
 	}
 }
+
+// A handshake whose head went out with the connect, and whose socket the
+// tunnel engine then refuses (it has stopped: Attach fails after the
+// send, pending.go): the client is answered 503 and its connection
+// closed, the backend reads the head and then the close, as from a client
+// that went away, and the backend is not blamed (no passive-health
+// failure, its count back to 0): the fault is the proxy's own.
+func TestUpgradeEngineStoppedAfterSend(t *testing.T) {
+	type seen struct {
+		head string
+		err  error // the read after the head: io.EOF when the proxy closed
+	}
+	got := make(chan seen, 1)
+	be := rawBackend(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		head, err := readHead(br)
+		if err != nil {
+			got <- seen{head, err}
+			return
+		}
+		_, err = br.ReadByte()
+		got <- seen{head, err}
+	})
+	p := startProxy(t, []string{be}, nil)
+	p.engine.Close()
+
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, handshake("x", "/ws"))
+	resp, err := io.ReadAll(c) // the 503, then the close
+	if err != nil {
+		t.Fatalf("client: %v after %q", err, resp)
+	}
+	if !strings.HasPrefix(string(resp), "HTTP/1.1 503 ") {
+		t.Fatalf("client got %q, want a 503", resp)
+	}
+	s := <-got
+	if !strings.HasPrefix(s.head, "GET /ws HTTP/1.1\r\n") || s.err != io.EOF {
+		t.Fatalf("backend read %q, then %v; want the head, then EOF", s.head, s.err)
+	}
+	b := p.bal.Pools()[0].Backends()[0]
+	if b.Failures() != 0 || !b.Healthy() {
+		t.Errorf("backend blamed for the engine: %d failures, healthy %v", b.Failures(), b.Healthy())
+	}
+	eventually(t, "the backend's count released", func() bool { return p.backendActive(be) == 0 })
+}
