@@ -31,6 +31,7 @@ const (
 // small, and free of buffers, which exchanges borrow only while they run.
 type clientConn struct {
 	conn       netpoll.Connection // immutable
+	srv        *Server            // immutable
 	fwd        http1.Forward      // immutable: client address, proto, trust
 	acceptedAt time.Time          // immutable
 
@@ -51,6 +52,12 @@ type clientConn struct {
 	// no handler running (queue.go); the handler that resumes it, or the
 	// close callback, takes it.
 	park atomic.Pointer[exchange]
+
+	// await is the exchange of a WebSocket handshake waiting for its
+	// backend's answer with no handler running (await.go). Read and
+	// written only under netpoll's processing lock (handlers, RunInline,
+	// the close callbacks).
+	await *exchange
 
 	// Edge (edge.go, edge_proxy.go). clientIP is set in onPrepare and, by a
 	// PROXY header, before the first request; proxy is the header still to
@@ -89,13 +96,18 @@ const (
 	actClose                // close the connection
 	actTunnel               // the connection now belongs to the tunnel engine
 	actQueued               // the request waits in the max-conns queue, its exchange in clientConn.park (queue.go)
+	actAwait                // the handshake waits for its backend's answer, its exchange in clientConn.await (await.go)
 )
+
+// waits reports whether the exchange goes on later, without the handler
+// (queued, or awaiting its answer): it is not done, and not given back.
+func (a action) waits() bool { return a == actQueued || a == actAwait }
 
 func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 	if !s.admitConn(conn) { // edge.go: --max-conns
 		return context.Background()
 	}
-	cc := &clientConn{conn: conn, acceptedAt: time.Now(), wheel: wheelLinks{slot: -1}}
+	cc := &clientConn{conn: conn, srv: s, acceptedAt: time.Now(), wheel: wheelLinks{slot: -1}}
 	ip := peerIP(conn.RemoteAddr())
 	cc.fwd = http1.Forward{ClientIP: ip.AppendTo(cc.ipText[:0]), Proto: "http", Trusted: s.trusted(ip)}
 	s.open.Add(1)
@@ -107,6 +119,9 @@ func (s *Server) onPrepare(conn netpoll.Connection) context.Context {
 		}
 		if ex := cc.park.Swap(nil); ex != nil {
 			s.parkGone(cc, ex) // queue.go: the request leaves the queue
+		}
+		if ex := cc.await; ex != nil {
+			s.awaitGone(cc, ex) // await.go: the handshake ends unanswered
 		}
 		s.idle.remove(cc)
 		s.open.Add(-1)
@@ -158,6 +173,15 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 	if cc == nil {
 		return conn.Close()
 	}
+	if ex := cc.await; ex != nil {
+		// The answer came and the loop could not take it, the time is
+		// up, or the client sent more (await.go).
+		act, _ := s.awaitStep(cc, ex, false)
+		if act != actAwait {
+			s.exchangeEnded(cc, ex, act)
+		}
+		return nil
+	}
 	ex := cc.park.Swap(nil)
 	act := actKeep
 	if ex != nil {
@@ -178,17 +202,29 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 		ex = exchanges.Get().(*exchange)
 		act = s.serve(cc, ex)
 	}
-	for act != actQueued {
+	s.exchangeEnded(cc, ex, act)
+	return nil
+}
+
+// exchangeEnded is the handler's end after an exchange whose answer is
+// act: the exchange is recorded and, while the client has sent the next
+// request already, that one is served (never from the loop: awaitInline
+// ends with a tunnel); then the connection waits, closes, or goes to the
+// tunnel engine.
+func (s *Server) exchangeEnded(cc *clientConn, ex *exchange, act action) {
+	conn := cc.conn
+	for !act.waits() {
 		s.exchangeDone(cc, ex) // record.go: metrics by pool, log line
 		if act != actKeep || conn.Reader().Len() == 0 {
 			break
 		}
 		act = s.serve(cc, ex)
 	}
-	if act == actQueued {
-		// The request waits in the queue, its exchange in cc.park, with no
-		// goroutine; the connection stays busy (out of the idle wheel).
-		return nil
+	if act.waits() {
+		// The request waits in the queue (cc.park) or for its answer
+		// (cc.await), with no goroutine; the connection stays busy (out
+		// of the idle wheel).
+		return
 	}
 	ex.reset()
 	exchanges.Put(ex)
@@ -205,7 +241,6 @@ func (s *Server) onRequest(ctx context.Context, conn netpoll.Connection) error {
 			conn.Close()
 		}
 	}
-	return nil
 }
 
 const bufSize = 32 << 10
@@ -236,6 +271,17 @@ type exchange struct {
 	expect     bool // answer 100 Continue before the body
 	mayPark    bool // a wait in the queue may return from the handler (queue.go)
 	park       parkState
+
+	// The wait for a WebSocket backend's answer without the handler
+	// (await.go): the backend connection, the answer's bytes in buf, and
+	// whether a handler is to go on with it. awaitCC is the connection
+	// the timer wakes (nil: none); the timer and its callback stay with
+	// the pooled exchange.
+	awaitUC     *upConn
+	awaitN      int
+	awaitHanded bool
+	awaitCC     atomic.Pointer[clientConn]
+	awaitTimer  *time.Timer
 }
 
 // exchangeWork is the part of an exchange that a request waiting in the
@@ -261,6 +307,7 @@ func (ex *exchange) reset() {
 	ex.ws, ex.http10, ex.body = false, false, false
 	ex.pool, ex.mayPark = nil, false
 	ex.park.reset()
+	ex.awaitUC, ex.awaitN, ex.awaitHanded = nil, 0, false
 	ex.wsKey = ex.wsKey[:0]
 	ex.sticky.reset()
 	if cap(ex.out) > 4*bufSize { // an unusually large head grew it

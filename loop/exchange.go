@@ -69,7 +69,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	s.inflight.Add(1)
 	act := actClose
 	defer func() {
-		if act != actQueued { // a queued exchange goes on in resume (queue.go)
+		if !act.waits() { // a queued exchange goes on in resume (queue.go), an awaiting one in awaitStep (await.go)
 			s.stickyDone(ex) // sticky.go: after the backend's Release
 			s.inflight.Add(-1)
 		}
@@ -169,11 +169,16 @@ func (s *Server) forward(cc *clientConn, ex *exchange, uc *upConn) action {
 		status := 502
 		if uerr == nil {
 			bodyLeft = false
+			if attempt == 0 {
+				if act, ok := s.startAwait(cc, ex, uc); ok { // await.go: the answer is waited for without the handler
+					return act
+				}
+			}
 			var unsent []byte // a bodiless request's head goes out with the wait for the answer
 			if bodyKind == http1.BodyNone {
 				unsent = ex.out[uc.headSent():] // less what went with the connect (dialPending): maybe all of it
 			}
-			nbuf, status, uerr = s.readResponseHead(cc, ex, uc, unsent)
+			nbuf, status, uerr = s.readResponseHead(cc, ex, uc, unsent, 0)
 		} else {
 			s.m.upstreamError(upSendFail)
 		}
@@ -195,17 +200,31 @@ func (s *Server) forward(cc *clientConn, ex *exchange, uc *upConn) action {
 			uc = fresh
 			continue
 		}
-		s.cfg.Logf("backend %s: %v", b.Addr(), uerr)
-		if status == 504 {
-			b.ReportFailure() // passive health: response timeout
-		}
-		s.drop(uc, actClose)
-		if status == 0 {
-			return actClose // the client already got part of a response
-		}
-		return s.fail(cc, status, closeAfter || bodyLeft)
+		return s.headFailed(cc, uc, status, uerr, closeAfter || bodyLeft)
 	}
+	return s.afterHead(cc, ex, uc, nbuf, closeAfter)
+}
 
+// headFailed answers the client for a response head that could not be
+// read (status from readResponseHead; 0: part of a response went out
+// already) and closes uc.
+func (s *Server) headFailed(cc *clientConn, uc *upConn, status int, uerr error, close bool) action {
+	b := uc.b
+	s.cfg.Logf("backend %s: %v", b.Addr(), uerr)
+	if status == 504 {
+		b.ReportFailure() // passive health: response timeout
+	}
+	s.drop(uc, actClose)
+	if status == 0 {
+		return actClose // the client already got part of a response
+	}
+	return s.fail(cc, status, close)
+}
+
+// afterHead goes on with the response head read into ex.buf[:nbuf] (and
+// parsed into ex.resp): a 101 starts the tunnel, anything else is relayed.
+func (s *Server) afterHead(cc *clientConn, ex *exchange, uc *upConn, nbuf int, closeAfter bool) action {
+	b := uc.b
 	resp := &ex.resp
 	if resp.Status == 101 {
 		if !ex.ws {
@@ -446,14 +465,19 @@ func (s *Server) sendRequest(cc *clientConn, ex *exchange, uc *upConn, kind http
 // into ex.buf and, on failure, the status the client should get (0 when
 // the client already received part of a response). sendRequest has set
 // the read deadline. A request head in unsent is written first, in the
-// same call as the wait for the answer (upConn.roundTrip).
-func (s *Server) readResponseHead(cc *clientConn, ex *exchange, uc *upConn, unsent []byte) (nbuf, status int, err error) {
+// same call as the wait for the answer (upConn.roundTrip). have bytes of
+// the answer are in ex.buf already (a wait that began in await.go): they
+// are parsed before anything more is read.
+func (s *Server) readResponseHead(cc *clientConn, ex *exchange, uc *upConn, unsent []byte, have int) (nbuf, status int, err error) {
 	buf := ex.buf
+	nbuf = have
 	sentInterim := false
 	for {
 		var m int
 		var rerr error
-		if unsent != nil {
+		if have > 0 {
+			have = 0
+		} else if unsent != nil {
 			var serr error
 			m, serr, rerr = uc.roundTrip(unsent, buf)
 			unsent = nil

@@ -290,3 +290,38 @@ func TestUpgradeEngineStoppedAfterSend(t *testing.T) {
 	}
 	eventually(t, "the backend's count released", func() bool { return p.backendActive(be) == 0 })
 }
+
+// A WebSocket handshake waits for its backend's 101 without its handler,
+// and the tunnel engine's loop finishes it (await.go): every handshake
+// here waits that way, and the loop takes the answer for most of them
+// (one the loop finds its handler still running goes on in a handler).
+// Each tunnel then relays, and the counts go back to 0.
+func TestHandshakeFinishedOnLoop(t *testing.T) {
+	be := wsEchoBackend(t, "a", false)
+	p := startProxy(t, []string{be}, nil)
+	const n = 40
+	for i := range n {
+		c, _, err := websocket.DefaultDialer.Dial(p.wsURL(fmt.Sprintf("/ws%d", i)), nil)
+		if err != nil {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := c.WriteMessage(websocket.TextMessage, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, m, err := c.ReadMessage(); err != nil || string(m) != "x" {
+			t.Fatalf("echo %d: %q, %v", i, m, err)
+		}
+		c.Close()
+	}
+	waited, onLoop := p.srv.AwaitCounts()
+	t.Logf("%d handshakes: %d waited without their handler, %d finished on the engine's loop", n, waited, onLoop)
+	if waited != n || onLoop < n/2 {
+		t.Errorf("%d of %d handshakes waited without their handler, %d finished on the loop; want all, and most", waited, n, onLoop)
+	}
+	eventually(t, "tunnels closed", func() bool { return p.engine.Len() == 0 })
+	eventually(t, "the backend's count released", func() bool { return p.backendActive(be) == 0 })
+	if f := p.srv.InFlight(); f != 0 {
+		t.Errorf("%d exchanges in flight", f)
+	}
+}

@@ -150,7 +150,7 @@ func (s *Server) resume(cc *clientConn, ex *exchange) (act action) {
 	pk.reset()
 	act = actClose
 	defer func() {
-		if act != actQueued { // as serve's
+		if !act.waits() { // as serve's
 			s.stickyDone(ex)
 			s.inflight.Add(-1)
 		}

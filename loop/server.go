@@ -141,7 +141,10 @@ type Server struct {
 
 	open     atomic.Int64 // client connections open
 	inflight atomic.Int64 // exchanges in progress
-	draining atomic.Bool
+	// Handshakes that waited for the backend without the handler, and
+	// those of them the tunnel engine's loop finished (await.go).
+	awaitStarted, awaitOnLoop atomic.Int64
+	draining                  atomic.Bool
 
 	drainPhase atomic.Int32 // DrainPhase (drain.go)
 

@@ -93,6 +93,9 @@ type loop struct {
 	// eofReads counts reads that returned 0; tests check that a FIN
 	// taken with the last bytes costs none (relay_linux.go: sideAtFIN).
 	eofReads int64
+	// wakes counts wake-ups (wake); tests check that a tunnel added
+	// from the loop's own goroutine (a Notifier) needs none.
+	wakes atomic.Int64
 
 	load atomic.Int64 // tunnels assigned: queued or open (for Engine.pick)
 
@@ -194,6 +197,7 @@ func (l *loop) needsWake() bool {
 // by moving its read deadline into the past: no system call, and no eventfd
 // event to read back. A loop blocked in epoll_wait gets the eventfd.
 func (l *loop) wake() {
+	l.wakes.Add(1)
 	if l.poll.rc != nil {
 		l.poll.interrupt()
 		return
@@ -393,7 +397,9 @@ func (l *loop) batch(n int) (stop bool) {
 		}
 		l.handle(t, idx, int(u&1), ev.Events)
 	}
-	if commands && l.runCommands() {
+	// A Notifier may have queued a command in this batch (AddPending from
+	// PendingReady): it is taken now, not after a wake.
+	if (commands || l.pending.Load()) && l.runCommands() {
 		return true
 	}
 	l.flushMetrics()

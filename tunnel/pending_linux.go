@@ -44,6 +44,18 @@ type Pending struct {
 	timer *time.Timer   // Wait's, made on the first wait with a deadline
 	dead  atomic.Bool   // the loop stopped: Wait returns ErrClosed
 	gone  bool          // closed or adopted
+	n     Notifier      // called on the loop for every event (Notify); guarded by the table's mutex
+}
+
+// A Notifier is told of a Pending's events on the loop's own goroutine
+// (Pending.Notify), instead of a goroutine waiting in Wait: the owner
+// can then go on without a goroutine of its own, and finish a handshake
+// on the loop that will relay its tunnel (AddPending from PendingReady
+// queues the tunnel on the same loop, which adds it after the batch,
+// without being woken). PendingReady runs beside every tunnel of the
+// loop: it must not block.
+type Notifier interface {
+	PendingReady()
 }
 
 // pendTable is a loop's Pending sockets. Its mutex also orders every
@@ -120,6 +132,7 @@ func (e *Engine) Attach(fd int, connecting bool) (*Pending, error) {
 }
 
 func (t *pendTable) removeLocked(p *Pending) {
+	p.n = nil
 	t.items[p.key] = nil
 	t.free = append(t.free, p.key)
 	p.id = 0
@@ -192,6 +205,23 @@ func (p *Pending) WantOutput() error {
 	return rawsys.EpollCtl(p.l.epfd, unix.EPOLL_CTL_MOD, p.fd, &ev)
 }
 
+// Notify has n told of p's events from now on (nil: no more), as well as
+// the waiter in Wait. It reports whether an event came since the last
+// Wait, which n will not be told of: the caller then goes on itself (the
+// socket may have input), and the event stays for its next Wait (a Wait
+// that came first and found nothing would otherwise wait for an edge
+// that has passed: seen as handshakes stuck until their timeout). A late
+// PendingReady may come after Notify(nil) (the loop calls it outside
+// its lock): it must find nothing to do then.
+func (p *Pending) Notify(n Notifier) (eventSeen bool) {
+	t := &p.l.pend
+	t.mu.Lock()
+	p.n = n
+	eventSeen = len(p.ready) > 0
+	t.mu.Unlock()
+	return eventSeen
+}
+
 // signal wakes p's waiter (loop goroutine, or shutdown).
 func (p *Pending) signal() {
 	select {
@@ -252,13 +282,18 @@ func (e *Engine) AddPending(tag uint64, clientFd int, p *Pending, toBackend, toC
 func (l *loop) pendingEvent(ev *unix.EpollEvent) {
 	key := int(pendBase - ev.Fd)
 	t := &l.pend
+	var n Notifier
 	t.mu.Lock()
 	if key < len(t.items) {
 		if p := t.items[key]; p != nil && p.id == uint32(ev.Pad) {
 			p.signal()
+			n = p.n
 		}
 	}
 	t.mu.Unlock()
+	if n != nil {
+		n.PendingReady() // outside the mutex: it may AddPending or Close
+	}
 }
 
 // closePending runs when the loop stops, before its epoll fd closes: no

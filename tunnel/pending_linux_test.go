@@ -2,8 +2,10 @@ package tunnel
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -287,5 +289,102 @@ func TestPendingWantOutput(t *testing.T) {
 		} else if err != unix.EAGAIN {
 			t.Fatal(err)
 		}
+	}
+}
+
+// notifyTo is a Notifier that reads the 101 on the loop's goroutine and
+// turns the Pending into a tunnel there (AddPending), as wsgate's handshake
+// does; it counts its calls and the loop's wake-ups it would need.
+type notifyTo struct {
+	e      *Engine
+	p      *Pending
+	cfd    int
+	done   func(Stats)
+	calls  atomic.Int32
+	got    []byte
+	result chan error
+}
+
+func (n *notifyTo) PendingReady() {
+	n.calls.Add(1)
+	buf := make([]byte, 256)
+	m, err := rawsys.Read(n.p.Fd(), buf)
+	if err == unix.EAGAIN {
+		return
+	}
+	if err != nil || m == 0 {
+		n.result <- fmt.Errorf("read: %d, %v", m, err)
+		return
+	}
+	n.got = append(n.got, buf[:m]...)
+	if len(n.got) < len(head101) {
+		return
+	}
+	n.result <- n.e.AddPending(3, n.cfd, n.p, nil, n.got, n.done)
+}
+
+// A Pending with a Notifier has its events told on the loop, where
+// the owner can finish the handshake: the tunnel it adds there runs at
+// once, its 101 reaching the client, without the loop being woken for
+// the command (the batch takes it). An event that came before Notify is
+// reported by Notify instead.
+func TestPendingNotify(t *testing.T) {
+	e := newEngine(t, Config{})
+	r := newRig(t)
+	pr, cfd, p := attached(t, e, r, false)
+
+	// An event before Notify: reported by Notify, not told.
+	n0 := &notifyTo{result: make(chan error, 1)}
+	pr.backend.Write([]byte("x"))
+	eventually(t, 5*time.Second, "the event", func() bool { return len(p.ready) == 1 })
+	if !p.Notify(n0) {
+		t.Fatal("Notify after an event: eventSeen false")
+	}
+	if n0.calls.Load() != 0 {
+		t.Fatal("the Notifier was told of an event that came before it")
+	}
+	p.Notify(nil)
+	// The event stays for the next Wait: one that waits before it reads
+	// (roundTrip with nothing to send) returns at once.
+	if err := p.Wait(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatalf("Wait after Notify saw the event: %v", err)
+	}
+	if m, err := rawsys.Read(p.Fd(), make([]byte, 8)); m != 1 || err != nil {
+		t.Fatalf("read: %d, %v", m, err)
+	}
+
+	l := p.l // p goes back to its pool with the AddPending
+	wakes := l.wakes.Load()
+	n := &notifyTo{e: e, p: p, cfd: cfd, done: pr.done, result: make(chan error, 1)}
+	if p.Notify(n) {
+		t.Fatal("eventSeen with no event since")
+	}
+	pr.backend.Write([]byte(head101[:10]))
+	eventually(t, 5*time.Second, "the first part told", func() bool { return n.calls.Load() >= 1 })
+	pr.backend.Write([]byte(head101[10:]))
+	select {
+	case err := <-n.result:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no tunnel after %d calls", n.calls.Load())
+	}
+	got := make([]byte, len(head101))
+	pr.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(pr.client, got); err != nil || string(got) != head101 {
+		t.Fatalf("client read %q, %v", got, err)
+	}
+	if w := l.wakes.Load() - wakes; w != 0 {
+		t.Errorf("the loop was woken %d times for a tunnel added on it", w)
+	}
+	go echo(pr.backend)
+	pr.client.Write([]byte("\x82\x03abc"))
+	got = make([]byte, 5)
+	if _, err := io.ReadFull(pr.client, got); err != nil || string(got) != "\x82\x03abc" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	if c := n.calls.Load(); c != 2 {
+		t.Errorf("PendingReady called %d times, want 2 (one per part; none once the Pending is a tunnel)", c)
 	}
 }

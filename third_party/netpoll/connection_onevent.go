@@ -42,6 +42,7 @@ type onEvent struct {
 	closeCallbacks       atomic.Value // value is latest *callbackNode
 	wake                 atomic.Bool  // wsgate patch (connection_wake.go): run OnRequest without input
 	held                 atomic.Bool  // wsgate patch (connection_wake.go): Hold: not idle, a FIN only ends the input
+	unpolled             atomic.Bool  // wsgate patch (connection_inline.go): HoldUnpolled: a task's end leaves it unregistered
 }
 
 type callbackNode struct {
@@ -253,7 +254,7 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (proces
 			panicked = false
 			return
 		}
-		if c.ensureRegistered() != nil { // wsgate patch (connection_deferred.go): the first run ended, the connection open
+		if !c.unpolled.Load() && c.ensureRegistered() != nil { // wsgate patch (connection_deferred.go): the first run ended, the connection open; (connection_inline.go) unless held unpolled
 			c.Close() // not polled: the double check below runs its close callbacks
 		}
 		c.unlock(processing)
