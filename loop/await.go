@@ -81,7 +81,10 @@ func (s *Server) startAwait(cc *clientConn, ex *exchange, uc *upConn) (act actio
 // backend socket of cc's waiting handshake has an event.
 func (cc *clientConn) PendingReady() {
 	defer func() {
-		if p := recover(); p != nil { // the connection is closed (RunInline): the loop goes on
+		// RunInline closed the connection; the loop goes on. An exchange
+		// that panicked after awaitEnd is not accounted (inflight, its
+		// record), as a handler's panic leaves its exchange.
+		if p := recover(); p != nil {
 			log.Printf("panic in a handshake on the tunnel engine's loop: %v\n%s", p, debug.Stack())
 		}
 	}()
@@ -113,7 +116,13 @@ func (s *Server) AwaitCounts() (waited, onLoop int64) {
 }
 
 // awaitExpired is the exchange's timer: the response timeout passed while
-// it waited; the handler goes on with it (and times out its read).
+// it waited; the handler goes on with it (and times out its read). A
+// timer that fired as its wait ended otherwise may find the pooled
+// exchange waiting for another connection already and wake that one: its
+// handler finds nothing new (awaitStep reads EAGAIN), or, on a
+// connection whose request waits in the queue, waits there for the
+// answer as it does when input comes (queue.go).
+
 func (ex *exchange) awaitExpired() {
 	if cc := ex.awaitCC.Load(); cc != nil {
 		netpoll.Wake(cc.conn) // one that ended meanwhile finds nothing to do
@@ -128,10 +137,13 @@ func (ex *exchange) awaitExpired() {
 // or whose time is up. actAwait: still waiting.
 func (s *Server) awaitStep(cc *clientConn, ex *exchange, inline bool) (act action, handoff bool) {
 	uc := ex.awaitUC
+	ps := uc.pendingOf()
+	if ps.p.Dead() { // the engine stopped: the handler's read or wait answers (502)
+		return s.awaitElsewhere(cc, ex, inline)
+	}
 	if !inline && (ex.awaitHanded || cc.conn.Reader().Len() > 0 || !time.Now().Before(uc.deadline) && !uc.deadline.IsZero()) {
 		return s.awaitBlocking(cc, ex), false
 	}
-	ps := uc.pendingOf()
 	resp := &ex.resp
 	perr := http1.ErrNeedMore
 	// Read until the head is whole, or the socket has nothing more: its

@@ -85,9 +85,13 @@ func TestAwaitInterimThenSwitch(t *testing.T) {
 	be := rawBackend(t, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		br := bufio.NewReader(c)
-		io.WriteString(c, "HTTP/1.1 102 Processing\r\n\r\n") // before the head is even read: the proxy sent it with the connect
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 102 Processing\r\n\r\n")
 		time.Sleep(50 * time.Millisecond)
-		switching(c, br)
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
 		echoRest(c, br)
 	})
 	p := startProxy(t, []string{be}, nil)
@@ -258,4 +262,30 @@ func TestAwaitClientGoneOnPolledConnection(t *testing.T) {
 	eventually(t, "the backend's count released", func() bool { return p.backendActive(be) == 0 })
 	eventually(t, "no exchange in flight", func() bool { return p.srv.InFlight() == 0 })
 	checkAwait(t, p, 1, 0)
+}
+
+// The tunnel engine stopping while a handshake waits ends the wait at
+// once (closePending tells the Notifier): the client is answered 502, not
+// after the response timeout.
+func TestAwaitEngineStops(t *testing.T) {
+	be := rawBackend(t, func(c net.Conn) {
+		readHead(bufio.NewReader(c))
+		time.Sleep(3 * time.Second) // no answer while the engine stops
+	})
+	p := startProxy(t, []string{be}, func(c *loop.Config, _ *tunnel.Config) {
+		c.ResponseTimeout = 30 * time.Second
+	})
+	c := dial(t, p.addr)
+	io.WriteString(c, handshake("x", "/ws"))
+	eventually(t, "the handshake waiting", func() bool { w, _ := p.srv.AwaitCounts(); return w == 1 })
+	p.engine.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("client: %v (the wait outlived the engine)", err)
+	}
+	if resp.StatusCode != 502 {
+		t.Fatalf("status %d, want 502", resp.StatusCode)
+	}
+	eventually(t, "the backend's count released", func() bool { return p.backendActive(be) == 0 })
 }

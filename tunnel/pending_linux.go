@@ -51,9 +51,11 @@ type Pending struct {
 // (Pending.Notify), instead of a goroutine waiting in Wait: the owner
 // can then go on without a goroutine of its own, and finish a handshake
 // on the loop that will relay its tunnel (AddPending from PendingReady
-// queues the tunnel on the same loop, which adds it after the batch,
-// without being woken). PendingReady runs beside every tunnel of the
-// loop: it must not block.
+// queues the tunnel on the same loop, which adds it before it parks
+// again, without a wake-up where the loop parks on Go's netpoller; the
+// epoll_wait fallback still writes its eventfd). PendingReady runs beside
+// every tunnel of the loop: it must not block. It is also called once
+// when the engine stops (Dead then reports it).
 type Notifier interface {
 	PendingReady()
 }
@@ -297,17 +299,29 @@ func (l *loop) pendingEvent(ev *unix.EpollEvent) {
 }
 
 // closePending runs when the loop stops, before its epoll fd closes: no
-// epoll_ctl from other goroutines after this, and every waiter learns
-// that the engine is gone (its owner still closes the socket).
+// epoll_ctl from other goroutines after this, and every waiter, and every
+// Notifier, learns that the engine is gone (its owner still closes the
+// socket).
 func (l *loop) closePending() {
 	t := &l.pend
+	var ns []Notifier
 	t.mu.Lock()
 	t.closed = true
 	for _, p := range t.items {
 		if p != nil {
 			p.dead.Store(true)
 			p.signal()
+			if p.n != nil {
+				ns = append(ns, p.n)
+			}
 		}
 	}
 	t.mu.Unlock()
+	for _, n := range ns {
+		n.PendingReady() // Dead now says so: the owner stops waiting
+	}
 }
+
+// Dead reports whether the engine stopped (Wait returns ErrClosed): a
+// Notifier told so goes on without the loop.
+func (p *Pending) Dead() bool { return p.dead.Load() }

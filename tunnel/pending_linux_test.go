@@ -324,10 +324,11 @@ func (n *notifyTo) PendingReady() {
 }
 
 // A Pending with a Notifier has its events told on the loop, where
-// the owner can finish the handshake: the tunnel it adds there runs at
-// once, its 101 reaching the client, without the loop being woken for
-// the command (the batch takes it). An event that came before Notify is
-// reported by Notify instead.
+// the owner can finish the handshake: the tunnel it adds there runs, its
+// 101 reaching the client, and the loop is not woken for the command (it
+// is queued by the loop itself; batch takes it before the loop parks). An
+// event that came before Notify is reported by Notify instead, and left
+// for the next Wait.
 func TestPendingNotify(t *testing.T) {
 	e := newEngine(t, Config{})
 	r := newRig(t)

@@ -52,6 +52,12 @@ func (c *connection) onPeerShut(p Poll) bool {
 	// 2026).
 	if c.lock(processing) {
 		c.unlock(processing)
+		// wsgate patch (connection_inline.go): a Wake or RunInline that
+		// found the lock taken just now left its wake for a task's end,
+		// and this was no task.
+		if onRequest, ok := c.onRequestCallback.Load().(OnRequest); ok && c.wake.Load() {
+			c.onProcess(nil, onRequest)
+		}
 		if c.inputBuffer.Len() == 0 && !c.held.Load() {
 			return false
 		}

@@ -61,9 +61,10 @@ func RunInline(conn Connection, fn func(ctx context.Context, conn Connection) (w
 		}
 		return false
 	}
-	if c.status(closing) != 0 {
-		// Closed before the lock was had: the close callbacks are due.
-		c.closeCallback(false, false)
+	if closedBy := c.status(closing); closedBy != none {
+		// Closed before the lock was had: the close callbacks are due
+		// (detached first when the user closed it, as a task's end does).
+		c.closeCallback(false, closedBy == user)
 		return false
 	}
 	panicked := true
@@ -87,6 +88,9 @@ func RunInline(conn Connection, fn func(ctx context.Context, conn Connection) (w
 	if closedBy := c.status(closing); closedBy != none {
 		c.closeCallback(false, closedBy == user)
 		return true
+	}
+	if !c.unpolled.Load() && c.ensureRegistered() != nil { // as a task's end (connection_deferred.go)
+		c.Close() // not polled: the double check below runs its close callbacks
 	}
 	c.unlock(processing)
 	if c.inputEnded() && c.Reader().Len() == 0 && !c.held.Load() {
