@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +50,22 @@ func echoRest(c net.Conn, br *bufio.Reader) {
 	}
 }
 
+// afterWaits holds a test backend's answer until n handshakes have begun
+// to wait without their handler: a backend that answered first would find
+// the handler still running, which then reads the answer itself (await.go:
+// startAwait), and the test would not test the wait.
+type afterWaits struct{ p atomic.Pointer[proxy] }
+
+func (a *afterWaits) wait(n int64) {
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if p := a.p.Load(); p != nil {
+			if w, _ := p.srv.AwaitCounts(); w >= n {
+				return
+			}
+		}
+	}
+}
+
 func checkAwait(t *testing.T, p *proxy, waited, onLoop int64) {
 	t.Helper()
 	w, l := p.srv.AwaitCounts()
@@ -60,13 +77,16 @@ func checkAwait(t *testing.T, p *proxy, waited, onLoop int64) {
 // A 101 that arrives in parts is read part by part on the loop, which
 // starts the tunnel when the head is whole; the tunnel relays.
 func TestAwaitSplit101(t *testing.T) {
+	var aw afterWaits
 	be := rawBackend(t, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		br := bufio.NewReader(c)
+		aw.wait(1)
 		switching(c, br, 9, 40)
 		echoRest(c, br)
 	})
 	p := startProxy(t, []string{be}, nil)
+	aw.p.Store(p)
 	c, br, resp := upgrade(t, p.addr)
 	if resp.StatusCode != 101 {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -82,6 +102,7 @@ func TestAwaitSplit101(t *testing.T) {
 // An interim response before the 101 goes on in a handler, which relays
 // it (RFC 9110 15.2) and then the 101; the tunnel relays.
 func TestAwaitInterimThenSwitch(t *testing.T) {
+	var aw afterWaits
 	be := rawBackend(t, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		br := bufio.NewReader(c)
@@ -89,12 +110,14 @@ func TestAwaitInterimThenSwitch(t *testing.T) {
 		if err != nil {
 			return
 		}
+		aw.wait(1)
 		io.WriteString(c, "HTTP/1.1 102 Processing\r\n\r\n")
 		time.Sleep(50 * time.Millisecond)
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
 		echoRest(c, br)
 	})
 	p := startProxy(t, []string{be}, nil)
+	aw.p.Store(p)
 	c := dial(t, p.addr)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	io.WriteString(c, handshake("x", "/ws"))
@@ -118,12 +141,15 @@ func TestAwaitInterimThenSwitch(t *testing.T) {
 // A 101 with the wrong Sec-WebSocket-Accept is handed to a handler and
 // answered 502; nothing of it reaches the client.
 func TestAwaitBad101(t *testing.T) {
+	var aw afterWaits
 	be := rawBackend(t, func(c net.Conn) {
 		readHead(bufio.NewReader(c))
+		aw.wait(1)
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSByaWdodCBrZXk=\r\n\r\n")
 		time.Sleep(time.Second)
 	})
 	p := startProxy(t, []string{be}, nil)
+	aw.p.Store(p)
 	upgradeFails(t, p, 502)
 	checkAwait(t, p, 1, 0)
 	eventually(t, "the backend's count released", func() bool { return p.backendActive(be) == 0 })
@@ -134,6 +160,7 @@ func TestAwaitBad101(t *testing.T) {
 // (netpoll.HoldUnpolled), so the frame stays in the socket and the tunnel
 // relays it after the 101, in order.
 func TestAwaitClientFrameBeforeAnswer(t *testing.T) {
+	var aw afterWaits
 	got := make(chan string, 1)
 	be := rawBackend(t, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -143,6 +170,7 @@ func TestAwaitClientFrameBeforeAnswer(t *testing.T) {
 			got <- err.Error()
 			return
 		}
+		aw.wait(1)
 		time.Sleep(150 * time.Millisecond) // the client's frame comes meanwhile
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
 		b := make([]byte, len(maskedFrame("early")))
@@ -150,6 +178,7 @@ func TestAwaitClientFrameBeforeAnswer(t *testing.T) {
 		got <- string(b)
 	})
 	p := startProxy(t, []string{be}, nil)
+	aw.p.Store(p)
 	c := dial(t, p.addr)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	io.WriteString(c, handshake("x", "/ws"))
@@ -169,6 +198,7 @@ func TestAwaitClientFrameBeforeAnswer(t *testing.T) {
 // answer then starts a tunnel whose client is gone, which ends at once;
 // the backend sees its connection close, and every count goes back.
 func TestAwaitClientGoneBeforeAnswer(t *testing.T) {
+	var aw afterWaits
 	closed := make(chan error, 1)
 	be := rawBackend(t, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -178,12 +208,14 @@ func TestAwaitClientGoneBeforeAnswer(t *testing.T) {
 			closed <- err
 			return
 		}
+		aw.wait(1)
 		time.Sleep(150 * time.Millisecond) // the client resets meanwhile
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
 		_, err = br.ReadByte()
 		closed <- err
 	})
 	p := startProxy(t, []string{be}, nil)
+	aw.p.Store(p)
 	c := dial(t, p.addr)
 	io.WriteString(c, handshake("x", "/ws"))
 	time.Sleep(50 * time.Millisecond)

@@ -297,27 +297,35 @@ func TestUpgradeEngineStoppedAfterSend(t *testing.T) {
 // (one the loop finds its handler still running goes on in a handler).
 // Each tunnel then relays, and the counts go back to 0.
 func TestHandshakeFinishedOnLoop(t *testing.T) {
-	be := wsEchoBackend(t, "a", false)
+	var aw afterWaits
+	var k atomic.Int64
+	be := rawBackend(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		aw.wait(k.Add(1)) // the k-th handshake answered once it waits
+		switching(c, br)
+		echoRest(c, br)
+	})
 	p := startProxy(t, []string{be}, nil)
+	aw.p.Store(p)
 	const n = 40
+	frame := maskedFrame("x")
 	for i := range n {
-		c, _, err := websocket.DefaultDialer.Dial(p.wsURL(fmt.Sprintf("/ws%d", i)), nil)
-		if err != nil {
-			t.Fatalf("handshake %d: %v", i, err)
+		c, br, resp := upgrade(t, p.addr)
+		if resp.StatusCode != 101 {
+			t.Fatalf("handshake %d: status %d", i, resp.StatusCode)
 		}
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if err := c.WriteMessage(websocket.TextMessage, []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		if _, m, err := c.ReadMessage(); err != nil || string(m) != "x" {
-			t.Fatalf("echo %d: %q, %v", i, m, err)
+		c.Write(frame) // the backend sends it back as it came
+		got := make([]byte, len(frame))
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != string(frame) {
+			t.Fatalf("relayed %d: %q, %v", i, got, err)
 		}
 		c.Close()
 	}
 	waited, onLoop := p.srv.AwaitCounts()
 	t.Logf("%d handshakes: %d waited without their handler, %d finished on the engine's loop", n, waited, onLoop)
 	if waited != n || onLoop < n/2 {
-		t.Errorf("%d of %d handshakes waited without their handler, %d finished on the loop; want all, and most", waited, n, onLoop)
+		t.Errorf("%d of %d handshakes waited without their handler, %d finished on the loop; want all, and most (one whose answer the loop finds its handler still ending goes on in a handler)", waited, n, onLoop)
 	}
 	eventually(t, "tunnels closed", func() bool { return p.engine.Len() == 0 })
 	eventually(t, "the backend's count released", func() bool { return p.backendActive(be) == 0 })
