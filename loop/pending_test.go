@@ -129,6 +129,9 @@ func TestUpgradeStaleRetrySendsHeadOnce(t *testing.T) {
 	}
 }
 
+// The response timeout ends a handshake's wait for its 101, which it
+// spends without its handler (await.go): 504, the backend blamed
+// (passive health), its count back.
 func TestUpgradeResponseTimeoutGives504(t *testing.T) {
 	be := rawBackend(t, func(c net.Conn) {
 		readHead(bufio.NewReader(c))
@@ -138,9 +141,11 @@ func TestUpgradeResponseTimeoutGives504(t *testing.T) {
 		c.ResponseTimeout = 300 * time.Millisecond
 	})
 	upgradeFails(t, p, 504)
-	if n := p.backendActive(be); n != 0 {
-		t.Errorf("backend count %d after the timeout", n)
+	checkAwait(t, p, 1, 0)
+	if b := p.bal.Pools()[0].Backends()[0]; b.Failures() != 1 {
+		t.Errorf("%d failures reported, want the timeout's", b.Failures())
 	}
+	eventually(t, "the backend's count released", func() bool { return p.backendActive(be) == 0 })
 	if n := p.engine.Len(); n != 0 {
 		t.Errorf("%d tunnels after a timed-out upgrade", n)
 	}
@@ -309,17 +314,12 @@ func TestHandshakeFinishedOnLoop(t *testing.T) {
 	p := startProxy(t, []string{be}, nil)
 	aw.p.Store(p)
 	const n = 40
-	frame := maskedFrame("x")
 	for i := range n {
 		c, br, resp := upgrade(t, p.addr)
 		if resp.StatusCode != 101 {
 			t.Fatalf("handshake %d: status %d", i, resp.StatusCode)
 		}
-		c.Write(frame) // the backend sends it back as it came
-		got := make([]byte, len(frame))
-		if _, err := io.ReadFull(br, got); err != nil || string(got) != string(frame) {
-			t.Fatalf("relayed %d: %q, %v", i, got, err)
-		}
+		checkRelayed(t, c, br) // the backend sends it back as it came
 		c.Close()
 	}
 	waited, onLoop := p.srv.AwaitCounts()

@@ -186,6 +186,13 @@ func (s *Server) parkGone(cc *clientConn, ex *exchange) {
 	}
 	pk.reset()
 	ex.unparkWork()
+	s.exchangeGone(cc, ex)
+}
+
+// exchangeGone ends an exchange whose client closed its connection while
+// it waited without a handler (parkGone, awaitGone): recorded without a
+// status, its counts given back, the exchange pooled.
+func (s *Server) exchangeGone(cc *clientConn, ex *exchange) {
 	cc.status = 0
 	s.stickyDone(ex)
 	s.inflight.Add(-1)
