@@ -239,7 +239,6 @@ func TestAwaitClientGoneBeforeAnswer(t *testing.T) {
 	checkAwait(t, p, 1, 1)
 }
 
-
 // On a connection the poller reads (a keep-alive one: registered after
 // its first request), a client that resets while its handshake waits is
 // seen at once: the close callback ends the wait (awaitGone), closing the
