@@ -65,6 +65,7 @@ func (s *Server) startAwait(cc *clientConn, ex *exchange, uc *upConn) (act actio
 	cc.await = ex
 	netpoll.HoldUnpolled(cc.conn, true) // not registered with the poller for the wait (patch 12)
 	if !uc.deadline.IsZero() {          // armDeadline's: the response timeout
+		ex.awaitDue.Store(int64(uc.deadline.Sub(awaitEpoch))) // before awaitCC: see awaitExpired
 		ex.awaitCC.Store(cc)
 		d := time.Until(uc.deadline)
 		if ex.awaitTimer == nil {
@@ -115,16 +116,18 @@ func (s *Server) AwaitCounts() (waited, onLoop int64) {
 	return s.awaitStarted.Load(), s.awaitOnLoop.Load()
 }
 
+// awaitEpoch is where awaitDue counts from, on the monotonic clock (as
+// the timer does: a wall clock set back must not hold a due wake).
+var awaitEpoch = time.Now()
+
 // awaitExpired is the exchange's timer: the response timeout passed while
 // it waited; the handler goes on with it (and times out its read). A
-// timer that fired as its wait ended otherwise may find the pooled
-// exchange waiting for another connection already and wake that one: its
-// handler finds nothing new (awaitStep reads EAGAIN), or, on a
-// connection whose request waits in the queue, waits there for the
-// answer as it does when input comes (queue.go).
-
+// timer that fired as its wait ended otherwise may run once the pooled
+// exchange waits for another connection already: that wait is not due
+// yet (awaitDue is stored before awaitCC, so a callback that sees the new
+// connection sees its deadline), and nothing is woken.
 func (ex *exchange) awaitExpired() {
-	if cc := ex.awaitCC.Load(); cc != nil {
+	if cc := ex.awaitCC.Load(); cc != nil && int64(time.Since(awaitEpoch)) >= ex.awaitDue.Load() {
 		netpoll.Wake(cc.conn) // one that ended meanwhile finds nothing to do
 	}
 }

@@ -281,6 +281,7 @@ type exchange struct {
 	awaitN      int
 	awaitHanded bool
 	awaitCC     atomic.Pointer[clientConn]
+	awaitDue    atomic.Int64 // the wait's deadline (ns since awaitEpoch), for the timer
 	awaitTimer  *time.Timer
 }
 
