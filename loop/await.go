@@ -24,8 +24,10 @@ import (
 // change per handshake, on top of the poller's hand-off to the handler.
 //
 // Now the handler returns (actAwait), leaving the exchange in cc.await
-// and the connection held (netpoll.Hold: not idle, a drain waits for it,
-// a client's FIN ends its input only). The Pending tells the loop's
+// and the connection held (netpoll.HoldUnpolled: not idle, a drain waits
+// for it, a client's FIN ends its input only, and a connection not yet
+// registered with netpoll's poller, as on its first request, stays so for
+// the wait, as it did while the handler waited). The Pending tells the loop's
 // goroutine of its events (tunnel.Notifier: clientConn.PendingReady),
 // which runs awaitStep there under the connection's processing lock
 // (netpoll.RunInline, patch 12), as a handler would run it: it reads the
@@ -42,9 +44,11 @@ import (
 // the response timeout passes (the exchange's timer wakes the handler,
 // whose read then times out: 504), and when the loop could not run
 // awaitStep because a handler was running (RunInline then has the
-// handler called once more). A client that resets or hangs up ends the
-// wait in the close callback (awaitGone). All of these run under the
-// processing lock, so cc.await has one owner at a time.
+// handler called once more), and when the engine stops (Pending.Dead:
+// 502). On a registered connection (keep-alive) a client that resets or
+// hangs up ends the wait in the close callback (awaitGone); on one not
+// registered, its tunnel finds it gone and ends at once. All of these run
+// under the processing lock, so cc.await has one owner at a time.
 
 // startAwait leaves the exchange waiting for uc's answer without the
 // handler, when it can (ok): a WebSocket handshake on a plain connection
