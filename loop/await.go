@@ -2,8 +2,6 @@ package loop
 
 import (
 	"context"
-	"log"
-	"runtime/debug"
 	"time"
 
 	"github.com/cloudwego/netpoll"
@@ -84,16 +82,13 @@ func (s *Server) startAwait(cc *clientConn, ex *exchange, uc *upConn) (act actio
 
 // PendingReady (tunnel.Notifier) runs on the engine's loop when the
 // backend socket of cc's waiting handshake has an event.
+//
+// A panic is logged and the loop goes on, as the runner's workers do
+// (runTask): RunInline has closed the connection. An exchange that
+// panicked after awaitEnd is not accounted (InFlight, its record), as a
+// handler's panic leaves its own.
 func (cc *clientConn) PendingReady() {
-	defer func() {
-		// RunInline closed the connection; the loop goes on. An exchange
-		// that panicked after awaitEnd is not accounted (inflight, its
-		// record), as a handler's panic leaves its exchange.
-		if p := recover(); p != nil {
-			log.Printf("panic in a handshake on the tunnel engine's loop: %v\n%s", p, debug.Stack())
-		}
-	}()
-	netpoll.RunInline(cc.conn, awaitInline)
+	runTask(func() { netpoll.RunInline(cc.conn, awaitInline) }) // runner.go
 }
 
 // awaitInline is PendingReady's step under the processing lock; true
@@ -173,8 +168,7 @@ func (s *Server) awaitStep(cc *clientConn, ex *exchange, inline bool) (act actio
 	}
 	s.awaitEnd(cc, ex)
 	act = s.startTunnel(cc, ex, uc, ex.awaitN)
-	s.stickyDone(ex) // as serve's end
-	s.inflight.Add(-1)
+	s.exchangeOver(ex) // exchange.go, as serve's end
 	return act, false
 }
 
@@ -202,8 +196,7 @@ func (s *Server) awaitBlocking(cc *clientConn, ex *exchange) action {
 	} else {
 		act = s.afterHead(cc, ex, uc, nbuf, ex.closeAfter)
 	}
-	s.stickyDone(ex) // as serve's end
-	s.inflight.Add(-1)
+	s.exchangeOver(ex) // exchange.go, as serve's end
 	return act
 }
 

@@ -70,8 +70,7 @@ func (s *Server) serve(cc *clientConn, ex *exchange) action {
 	act := actClose
 	defer func() {
 		if !act.waits() { // a queued exchange goes on in resume (queue.go), an awaiting one in awaitStep (await.go)
-			s.stickyDone(ex) // sticky.go: after the backend's Release
-			s.inflight.Add(-1)
+			s.exchangeOver(ex)
 		}
 	}()
 	s.recordHead(ex, head) // record.go
@@ -271,6 +270,15 @@ func (s *Server) armDeadline(uc *upConn) {
 // deadlineSlack bounds how much shorter than --response-timeout a reused
 // deadline may be (a tenth of it when that is less).
 const deadlineSlack = time.Second
+
+// exchangeOver ends an exchange's part in the counts, once, wherever it
+// ends (serve, resume, the wait without a handler, a client gone): its
+// sticky state (sticky.go: after the backend's Release) and its place in
+// InFlight.
+func (s *Server) exchangeOver(ex *exchange) {
+	s.stickyDone(ex)
+	s.inflight.Add(-1)
+}
 
 // connect picks a backend for the request and connects to it; a backend
 // that cannot be reached is skipped for this request and the next one is

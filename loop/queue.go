@@ -151,8 +151,7 @@ func (s *Server) resume(cc *clientConn, ex *exchange) (act action) {
 	act = actClose
 	defer func() {
 		if !act.waits() { // as serve's
-			s.stickyDone(ex)
-			s.inflight.Add(-1)
+			s.exchangeOver(ex)
 		}
 	}()
 	ex.closeAfter = ex.closeAfter || s.draining.Load() // a drain began while it waited: as serve's
@@ -194,8 +193,7 @@ func (s *Server) parkGone(cc *clientConn, ex *exchange) {
 // status, its counts given back, the exchange pooled.
 func (s *Server) exchangeGone(cc *clientConn, ex *exchange) {
 	cc.status = 0
-	s.stickyDone(ex)
-	s.inflight.Add(-1)
+	s.exchangeOver(ex)
 	s.exchangeDone(cc, ex) // record.go
 	ex.reset()
 	exchanges.Put(ex)
